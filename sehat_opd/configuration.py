@@ -1,0 +1,174 @@
+"Operational settings of SeHAT OPD, changed by administrators at run time."
+import datetime as dt
+
+from trytond.i18n import gettext
+from trytond.model import ModelSingleton, ModelSQL, ModelView, fields
+
+from .exceptions import OPDValidationError
+from .upload import ALLOWED_KINDS
+
+# (field, minimum, maximum): the bounds staff cannot go past, for the safety
+# of the service (an OTP valid for hours would be guessable, a 1 second call
+# window would requeue everyone).
+BOUNDS = [
+    ('otp_validity', 1, 15),
+    ('otp_max_attempts', 1, 10),
+    ('otp_resend_after', 10, 600),
+    ('otp_per_mobile_hour', 1, 20),
+    ('otp_per_address_hour', 1, 10000),
+    ('token_login_max_failures', 1, 20),
+    ('session_idle_timeout', 5, 24 * 60),
+    ('upload_max_mb', 1, 5),
+    ('upload_max_files', 1, 3),
+    ('call_window', 30, 600),
+    ('turn_near_threshold', 1, 20),
+    ('requeue_limit', 1, 10),
+    ('presence_timeout', 30, 600),
+    ]
+
+
+class Configuration(ModelSingleton, ModelSQL, ModelView):
+    "SeHAT OPD Settings"
+    __name__ = 'sehat.opd.configuration'
+
+    otp_validity = fields.Integer(
+        "OTP Validity", required=True, help="In minutes (1 to 15).")
+    otp_max_attempts = fields.Integer(
+        "OTP Attempts", required=True,
+        help="Wrong codes allowed before an OTP is dead.")
+    otp_resend_after = fields.Integer(
+        "OTP Resend After", required=True, help="In seconds.")
+    otp_per_mobile_hour = fields.Integer(
+        "OTPs per Mobile per Hour", required=True)
+    otp_per_address_hour = fields.Integer(
+        "OTPs per Address per Hour", required=True,
+        help="A Common Service Centre or a unit medical room registers "
+        "many patients from one network address.")
+    token_login_max_failures = fields.Integer(
+        "Token Login Failures per Hour", required=True,
+        help="After that many wrong token numbers for one mobile in an "
+        "hour, only OTP login works.")
+    session_idle_timeout = fields.Integer(
+        "Session Idle Timeout", required=True, help="In minutes.")
+    upload_max_mb = fields.Integer(
+        "Upload Size Limit", required=True,
+        help="In megabytes; each file must be smaller.")
+    upload_max_files = fields.Integer(
+        "Files per Upload", required=True,
+        help="Files with a token request, and again in the waiting room.")
+    upload_kinds = fields.Char(
+        "Allowed File Kinds", required=True,
+        help="Comma-separated among: %s." % ', '.join(ALLOWED_KINDS))
+    call_window = fields.Integer(
+        "Call Now Window", required=True,
+        help="Default for new OPDs, in seconds.")
+    turn_near_threshold = fields.Integer(
+        "Turn Near Threshold", required=True,
+        help="Patients are told their turn is near at this position.")
+    requeue_limit = fields.Integer(
+        "Missed Calls Limit", required=True,
+        help="After that many missed calls the token expires.")
+    presence_timeout = fields.Integer(
+        "Presence Timeout", required=True,
+        help="Seconds without heartbeat before a doctor is set offline.")
+    default_open_time = fields.Time("Default Opening", required=True)
+    default_close_time = fields.Time("Default Closing", required=True)
+
+    @classmethod
+    def default_otp_validity(cls):
+        return 10
+
+    @classmethod
+    def default_otp_max_attempts(cls):
+        return 5
+
+    @classmethod
+    def default_otp_resend_after(cls):
+        return 30
+
+    @classmethod
+    def default_otp_per_mobile_hour(cls):
+        return 5
+
+    @classmethod
+    def default_otp_per_address_hour(cls):
+        return 100
+
+    @classmethod
+    def default_token_login_max_failures(cls):
+        return 5
+
+    @classmethod
+    def default_session_idle_timeout(cls):
+        return 30
+
+    @classmethod
+    def default_upload_max_mb(cls):
+        return 5
+
+    @classmethod
+    def default_upload_max_files(cls):
+        return 3
+
+    @classmethod
+    def default_upload_kinds(cls):
+        return ','.join(ALLOWED_KINDS)
+
+    @classmethod
+    def default_call_window(cls):
+        return 120
+
+    @classmethod
+    def default_turn_near_threshold(cls):
+        return 3
+
+    @classmethod
+    def default_requeue_limit(cls):
+        return 3
+
+    @classmethod
+    def default_presence_timeout(cls):
+        return 120
+
+    @classmethod
+    def default_default_open_time(cls):
+        return dt.time(9, 0)
+
+    @classmethod
+    def default_default_close_time(cls):
+        return dt.time(17, 0)
+
+    @classmethod
+    def validate_fields(cls, records, field_names):
+        super().validate_fields(records, field_names)
+        for record in records:
+            record.check_bounds()
+            record.check_upload_kinds()
+
+    def check_bounds(self):
+        for name, low, high in BOUNDS:
+            value = getattr(self, name)
+            if value is None or not (low <= value <= high):
+                raise OPDValidationError(gettext(
+                        'sehat_opd.msg_configuration_out_of_bounds',
+                        field=self.__class__._fields[name].string,
+                        low=low, high=high))
+        if self.default_open_time >= self.default_close_time:
+            raise OPDValidationError(gettext(
+                    'sehat_opd.msg_opd_hours_order'))
+
+    def check_upload_kinds(self):
+        kinds = self.allowed_kinds
+        if not kinds or not kinds <= set(ALLOWED_KINDS):
+            raise OPDValidationError(gettext(
+                    'sehat_opd.msg_configuration_upload_kinds',
+                    kinds=', '.join(ALLOWED_KINDS)))
+
+    @property
+    def allowed_kinds(self):
+        return {k.strip().lower() for k in (self.upload_kinds or '').split(',')
+            if k.strip()}
+
+    @property
+    def upload_max_bytes(self):
+        return self.upload_max_mb * 1024 * 1024

@@ -1,0 +1,341 @@
+"""Patient HTTP API v1 (see doc/design.rst and /opd/api/v1/openapi.json).
+
+Each route parses the request, calls one model method and renders JSON.
+Every id a route receives is checked against the session's patient.
+"""
+import time
+
+from trytond.i18n import gettext
+from trytond.protocols.wrappers import Response
+from trytond.transaction import Transaction
+from trytond.wsgi import app
+
+from . import web
+from .exceptions import InvalidInput, NotFound, TokenStateError, Unauthorized
+from .live import queue_channel, token_channel
+from .web import api, json_response, read_files, read_json
+
+
+def _patient(pool, session):
+    return pool.get('gnuhealth.patient')(session.owner)
+
+
+def _current_token(pool, patient):
+    Token = pool.get('sehat.opd.token')
+    Token.expire_stale(patient=patient)
+    token = Token.current(patient)
+    if not token:
+        raise NotFound(gettext('sehat_opd.msg_token_none'))
+    return token
+
+
+@api('/health')
+def health(request, pool, session):
+    "Liveness with one database read (also the benchmarks' floor route)."
+    Configuration = pool.get('sehat.opd.configuration')
+    return {'status': 'ok', 'call_window': Configuration(1).call_window}
+
+
+# Identity --------------------------------------------------------------
+
+@api('/otp', methods=['POST'])
+def request_otp(request, pool, session):
+    OTP = pool.get('sehat.opd.otp')
+    data = read_json(request)
+    started = time.monotonic()
+    otp, resend_after, expires_in = OTP.request(
+        data.get('mobile'), data.get('purpose', 'register'),
+        web.client_address(request))
+    _level_timing(started)
+    return json_response({
+            'otp_id': otp.id,
+            'expires_in': expires_in,
+            'resend_after': resend_after,
+            }, status=202)
+
+
+def _level_timing(started, floor=0.05):
+    """Answer no sooner than `floor` seconds after `started`, so that the
+    time taken does not tell a registered mobile from an unknown one."""
+    left = floor - (time.monotonic() - started)
+    if left > 0:
+        time.sleep(left)
+
+
+@api('/otp/verify', methods=['POST'])
+def verify_otp(request, pool, session):
+    OTP = pool.get('sehat.opd.otp')
+    data = read_json(request)
+    otp, key, error = OTP.verify(data.get('otp_id'), data.get('code'))
+    if error:
+        return error
+    return {'verification': key, 'purpose': otp.purpose}
+
+
+@api('/regions')
+def regions(request, pool, session):
+    Subdivision = pool.get('country.subdivision')
+    return json_response(
+        {'states': Subdivision.portal_regions(web.request_language(request))})
+
+
+@api('/patients', methods=['POST'])
+def register(request, pool, session):
+    OTP = pool.get('sehat.opd.otp')
+    Patient = pool.get('gnuhealth.patient')
+    Notifier = pool.get('sehat.opd.notifier')
+    data = read_json(request)
+    values = Patient.check_registration(data)
+    values['language'] = web.request_language(request)
+    mobile = OTP.consume(data.get('verification'), 'register',
+        mobile=data.get('mobile'))
+    patient = Patient.register_portal(values, mobile)
+    Notifier.notify('registered', patient=patient, values={
+            'patient_id': patient.patient_code,
+            'name': patient.party.name,
+            })
+    return json_response({'patient_id': patient.patient_code}, status=201)
+
+
+@api('/session', methods=['POST'])
+def login(request, pool, session):
+    OTP = pool.get('sehat.opd.otp')
+    Patient = pool.get('gnuhealth.patient')
+    Session = pool.get('sehat.opd.session')
+    data = read_json(request)
+    if data.get('verification'):
+        mobile = OTP.consume(data['verification'], 'login')
+        patient = Patient.by_mobile(mobile)
+        if not patient:
+            raise Unauthorized(gettext('sehat_opd.msg_login_failed'))
+    elif data.get('mobile') is not None or data.get('token_number'):
+        patient, error = Session.login_with_token(
+            data.get('mobile'), data.get('token_number'),
+            web.client_address(request))
+        if error:
+            return error
+    else:
+        raise InvalidInput(
+            gettext('sehat_opd.msg_login_fields'), field='mobile')
+    new, key = Session.start(
+        patient=patient, address=web.client_address(request))
+    response = json_response({
+            'session': key,
+            'csrf_token': new.csrf,
+            'patient_id': patient.patient_code,
+            })
+    web.session_cookie(response, request, web.PATIENT_COOKIE, key)
+    return response
+
+
+@api('/session', methods=['DELETE'], auth='patient')
+def logout(request, pool, session):
+    Session = pool.get('sehat.opd.session')
+    Session.end(session.id)
+    response = Response(status=204)
+    web.clear_cookie(response, request, web.PATIENT_COOKIE)
+    return response
+
+
+@api('/me', auth='patient')
+def me(request, pool, session):
+    profile = _patient(pool, session).portal_profile()
+    profile['csrf_token'] = session.csrf
+    return profile
+
+
+@api('/recover', methods=['POST'])
+def recover(request, pool, session):
+    Patient = pool.get('gnuhealth.patient')
+    Token = pool.get('sehat.opd.token')
+    Notifier = pool.get('sehat.opd.notifier')
+    OTP = pool.get('sehat.opd.otp')
+    RateEvent = pool.get('sehat.opd.rate_event')
+    Configuration = pool.get('sehat.opd.configuration')
+    config = Configuration(1)
+    data = read_json(request)
+    started = time.monotonic()
+    mobile = OTP.check_mobile(data.get('mobile'))
+    RateEvent.check_and_add('recover_address', web.client_address(request),
+        config.otp_per_address_hour)
+    RateEvent.check_and_add('recover_mobile', mobile,
+        config.otp_per_mobile_hour)
+    patient = Patient.by_mobile(mobile)
+    if patient:
+        token = Token.current(patient)
+        Notifier.notify('recover', patient=patient, values={
+                'patient_id': patient.patient_code,
+                'token': token.number if token else '-',
+                })
+    _level_timing(started)
+    return json_response({'status': 'accepted'}, status=202)
+
+
+# OPDs and tokens -----------------------------------------------------
+
+@api('/opds')
+def opds(request, pool, session):
+    OPD = pool.get('sehat.opd')
+    return {'opds': OPD.portal_list()}
+
+
+@api('/tokens', methods=['POST'], auth='patient',
+    max_size=web.UPLOAD_MAX_REQUEST)
+def take_token(request, pool, session):
+    OPD = pool.get('sehat.opd')
+    Token = pool.get('sehat.opd.token')
+    data = read_json(request)
+    opd = OPD.get_portal(data.get('opd'))
+    complaint = data.get('complaint')
+    if complaint is not None and not isinstance(complaint, str):
+        raise InvalidInput(gettext('sehat_opd.msg_token_complaint'),
+            field='complaint')
+    if complaint and len(complaint) > 2000:
+        raise InvalidInput(gettext('sehat_opd.msg_token_complaint'),
+            field='complaint')
+    token = Token.issue(_patient(pool, session), opd, complaint,
+        read_files(request))
+    return json_response({
+            'token_number': token.number,
+            'opd': {'id': opd.id, 'name': opd.rec_name},
+            'date': token.date.isoformat(),
+            'state': token.state,
+            }, status=201)
+
+
+@api('/tokens/current', auth='patient')
+def current_token(request, pool, session):
+    Token = pool.get('sehat.opd.token')
+    status = Token.status(session.owner)
+    if status is None:
+        raise NotFound(gettext('sehat_opd.msg_token_none'))
+    return _public_status(status)
+
+
+def _public_status(status):
+    status = dict(status)
+    status['live'] = web.database_has_bus(Transaction().database.name)
+    return status
+
+
+@app.route(web.API + '/tokens/current/wait', methods=['GET'])
+def wait_token(request, database_name):
+    """Long-poll: answer when the waiting room changes, or after the bus'
+    timeout. `version` is what the client shows; `cursor` the last bus
+    message it saw. No transaction is held while waiting."""
+    pool = web.get_pool(database_name)
+    if pool is None:
+        return web.error_response(404, 'not_found', 'Not Found')
+    Live = pool.get('sehat.opd.live')
+    try:
+        status = _status_once(request, pool)
+    except Exception as exception:
+        return web.render_error(exception)
+    live = status['live']
+    known = request.args.get('version')
+    cursor = request.args.get('cursor') or None
+    if live and known == str(status['version']):
+        channels = [queue_channel(status['queue_id']),
+            token_channel(status['token_id'])]
+        cursor, changed = Live.wait(database_name, channels, cursor)
+        if changed:
+            try:
+                status = _status_once(request, pool)
+            except Exception as exception:
+                return web.render_error(exception)
+    status['cursor'] = cursor
+    return json_response(status)
+
+
+def _status_once(request, pool):
+    @web.with_transaction(readonly=False)
+    def read(request, pool):
+        Token = pool.get('sehat.opd.token')
+        with Transaction().set_context(
+                language=web.request_language(request)):
+            session = web.authenticate(request, pool, 'patient')
+            status = Token.status(session.owner)
+            if status is None:
+                raise NotFound(gettext('sehat_opd.msg_token_none'))
+            return _public_status(status)
+    return read(request, pool)
+
+
+@api('/tokens/current/cancel', methods=['POST'], auth='patient')
+def cancel_token(request, pool, session):
+    Token = pool.get('sehat.opd.token')
+    token = _current_token(pool, _patient(pool, session))
+    if token.state not in {'waiting', 'called'}:
+        raise TokenStateError(gettext('sehat_opd.msg_token_cancel_state'))
+    Token.cancel([token])
+    return {'token_number': token.number, 'state': 'cancelled'}
+
+
+@api('/tokens/current/call', methods=['POST'], auth='patient')
+def answer_call(request, pool, session):
+    token = _current_token(pool, _patient(pool, session))
+    token.answer()
+    return {'token_number': token.number, 'state': token.state}
+
+
+@api('/tokens/current/files', methods=['POST'], auth='patient',
+    max_size=web.UPLOAD_MAX_REQUEST)
+def add_files(request, pool, session):
+    Record = pool.get('sehat.opd.record')
+    token = _current_token(pool, _patient(pool, session))
+    files = read_files(request, 'files') + read_files(request, 'file')
+    if not files:
+        raise InvalidInput(gettext('sehat_opd.msg_upload_none'),
+            field='file')
+    stored = Record.store(token, files, origin='waiting')
+    return json_response(
+        {'files': [Record.describe(a) for a in stored]}, status=201)
+
+
+@api('/tokens/current/files', auth='patient')
+def list_files(request, pool, session):
+    Record = pool.get('sehat.opd.record')
+    token = _current_token(pool, _patient(pool, session))
+    return {'files': [Record.describe(a) for a in Record.list(token)]}
+
+
+@api('/tokens/current/messages', auth='patient')
+def list_messages(request, pool, session):
+    Message = pool.get('sehat.opd.message')
+    token = _current_token(pool, _patient(pool, session))
+    after = _int_arg(request, 'after')
+    return {'messages': [m.describe() for m in Message.since(token, after)]}
+
+
+@api('/tokens/current/messages', methods=['POST'], auth='patient',
+    max_size=web.UPLOAD_MAX_REQUEST)
+def post_message(request, pool, session):
+    Message = pool.get('sehat.opd.message')
+    token = _current_token(pool, _patient(pool, session))
+    data = read_json(request)
+    files = read_files(request, 'file')
+    if len(files) > 1:
+        raise InvalidInput(gettext('sehat_opd.msg_message_one_file'),
+            field='file')
+    message = Message.post(token, 'patient', data.get('text'),
+        files[0] if files else None)
+    return json_response(message.describe(), status=201)
+
+
+@api('/files/<int:file_id>', auth='patient')
+def download_file(request, pool, session, file_id):
+    Record = pool.get('sehat.opd.record')
+    attachment = Record.for_patient(file_id, session.owner)
+    return web.file_response(attachment)
+
+
+def _int_arg(request, name):
+    value = request.args.get(name)
+    if value in (None, ''):
+        return 0
+    try:
+        return max(0, int(value))
+    except ValueError:
+        raise InvalidInput(gettext('sehat_opd.msg_request_integer',
+                name=name), field=name)
+

@@ -1,0 +1,303 @@
+"Tests of the sehat_opd module: Tryton's checks, pure helpers, workflows."
+import datetime as dt
+import io
+import unittest
+
+from PIL import Image
+
+from trytond.modules.sehat_opd import tools, upload
+from trytond.tests.test_tryton import ModuleTestCase
+
+from .tools import (
+    create_doctor, create_opd, create_patient, set_opd_open, with_sehat)
+
+
+class SehatOpdTestCase(ModuleTestCase):
+    "Test SeHAT OPD module"
+    module = 'sehat_opd'
+
+    @with_sehat
+    def test_issue_numbers_and_positions(self, env):
+        "Tokens are numbered per OPD and day; positions follow the queue"
+        Token = env.pool.get('sehat.opd.token')
+        opd = create_opd(env, 'GEN')
+        other = create_opd(env, 'MED')
+        patients = [create_patient(env, '98000000%02d' % i) for i in range(3)]
+        first = Token.issue(patients[0], opd, "Fever")
+        second = Token.issue(patients[1], opd, "Cough")
+        third = Token.issue(patients[2], other, "Rash")
+        self.assertEqual((first.number, second.number, third.number),
+            (1, 2, 1))
+        self.assertEqual(Token.status(patients[1].id)['position'], 2)
+        self.assertEqual(first.appointment.appointment_type, 'telemedicine')
+        self.assertEqual(first.appointment.patient, patients[0])
+
+    @with_sehat
+    def test_one_active_token(self, env):
+        "A patient holds one active token at a time, whatever the OPD"
+        Token = env.pool.get('sehat.opd.token')
+        from trytond.modules.sehat_opd.exceptions import Conflict
+        opd = create_opd(env, 'GEN')
+        other = create_opd(env, 'MED')
+        patient = create_patient(env, '9800000100')
+        token = Token.issue(patient, opd, "Fever")
+        with self.assertRaises(Conflict):
+            Token.issue(patient, other, "Again")
+        Token.cancel([token])
+        self.assertEqual(Token.issue(patient, other, "Again").number, 1)
+
+    @with_sehat
+    def test_closed_opd_names_next_opening(self, env):
+        "A closed OPD refuses tokens and says when it opens"
+        Token = env.pool.get('sehat.opd.token')
+        from trytond.modules.sehat_opd.exceptions import OPDClosed
+        opd = create_opd(env, 'GEN', always=False)
+        set_opd_open(opd, False)
+        patient = create_patient(env, '9800000101')
+        with self.assertRaises(OPDClosed) as cm:
+            Token.issue(patient, opd, "Fever")
+        self.assertIn('opens next on', cm.exception.message)
+
+    @with_sehat
+    def test_holiday_refused(self, env):
+        "No token on a holiday, even within the hours"
+        Token = env.pool.get('sehat.opd.token')
+        Holiday = env.pool.get('sehat.opd.holiday')
+        from trytond.modules.sehat_opd.exceptions import OPDClosed
+        opd = create_opd(env, 'GEN')
+        Holiday.create([{'opd': opd.id, 'date': opd.today(),
+                    'name': 'Republic Day'}])
+        patient = create_patient(env, '9800000102')
+        with self.assertRaises(OPDClosed) as cm:
+            Token.issue(patient, opd, "Fever")
+        self.assertIn('holiday', cm.exception.message)
+
+    @with_sehat
+    def test_daily_cap(self, env):
+        "The day's token cap is enforced"
+        Token = env.pool.get('sehat.opd.token')
+        from trytond.modules.sehat_opd.exceptions import QueueFull
+        opd = create_opd(env, 'GEN', daily_token_cap=2)
+        for i in range(2):
+            Token.issue(create_patient(env, '98000002%02d' % i), opd, "x")
+        with self.assertRaises(QueueFull):
+            Token.issue(create_patient(env, '9800000299'), opd, "x")
+
+    @with_sehat
+    def test_doctor_online_gets_next_patient(self, env):
+        "A free online doctor is given the head of the queue at once"
+        Token = env.pool.get('sehat.opd.token')
+        Presence = env.pool.get('sehat.opd.presence')
+        opd = create_opd(env, 'GEN')
+        doctor = create_doctor(env, 'dr.a', [opd])
+        first = Token.issue(create_patient(env, '9800000300'), opd, "a")
+        second = Token.issue(create_patient(env, '9800000301'), opd, "b")
+        presence = Presence.of(doctor)
+        presence.go_online(opd)
+        self.assertEqual(Token(first.id).state, 'called')
+        self.assertEqual(Token(first.id).healthprof, doctor)
+        self.assertEqual(Token(second.id).state, 'waiting')
+        self.assertEqual(Token.status(second.patient.id)['position'], 1)
+        self.assertEqual(Presence(presence.id).current_token, Token(first.id))
+
+    @with_sehat
+    def test_missed_call_requeues_then_expires(self, env):
+        "A missed Call Now sends the token to the back; the third expires it"
+        Token = env.pool.get('sehat.opd.token')
+        Presence = env.pool.get('sehat.opd.presence')
+        opd = create_opd(env, 'GEN')
+        doctor = create_doctor(env, 'dr.b', [opd])
+        late = Token.issue(create_patient(env, '9800000400'), opd, "a")
+        other = Token.issue(create_patient(env, '9800000401'), opd, "b")
+        Presence.of(doctor).go_online(opd)
+        self.assertEqual(Token(late.id).state, 'called')
+        self._pass_deadline(Token, late)
+        Token.requeue_missed()
+        late, other = Token(late.id), Token(other.id)
+        self.assertEqual(late.state, 'waiting')
+        self.assertEqual(late.missed_calls, 1)
+        # the doctor was freed and given the next patient
+        self.assertEqual(other.state, 'called')
+        self.assertEqual(Token.status(late.patient.id)['position'], 1)
+        Token.cancel([other])
+        for _ in range(2):
+            self.assertEqual(Token(late.id).state, 'called')
+            self._pass_deadline(Token, Token(late.id))
+            Token.requeue_missed()
+        self.assertEqual(Token(late.id).state, 'expired')
+        self.assertEqual(Token(late.id).appointment.state, 'no_show')
+
+    @staticmethod
+    def _pass_deadline(Token, token):
+        Token.write([token], {
+                'call_deadline': dt.datetime.now() - dt.timedelta(seconds=1)})
+
+    @with_sehat
+    def test_answer_starts_and_complete_frees(self, env):
+        "Call Now answered starts the consultation; completion frees"
+        Token = env.pool.get('sehat.opd.token')
+        Presence = env.pool.get('sehat.opd.presence')
+        opd = create_opd(env, 'GEN')
+        doctor = create_doctor(env, 'dr.c', [opd])
+        token = Token.issue(create_patient(env, '9800000500'), opd, "a")
+        Presence.of(doctor).go_online(opd)
+        token = Token(token.id)
+        token.answer()
+        self.assertEqual(Token(token.id).state, 'in_consultation')
+        Token.complete([Token(token.id)])
+        self.assertEqual(Token(token.id).state, 'completed')
+        self.assertEqual(Token(token.id).appointment.state, 'done')
+        self.assertFalse(Presence.of(doctor).current_token)
+
+    @with_sehat
+    def test_end_of_day_expiry(self, env):
+        "Tokens of a day that has ended are expired by the cron job"
+        Token = env.pool.get('sehat.opd.token')
+        opd = create_opd(env, 'GEN')
+        token = Token.issue(create_patient(env, '9800000600'), opd, "a")
+        Token.write([token], {'date': token.date - dt.timedelta(days=1)})
+        Token.cron_expire()
+        self.assertEqual(Token(token.id).state, 'expired')
+
+    @with_sehat
+    def test_stale_doctor_dropped(self, env):
+        "A doctor without heartbeat goes offline; their called patient is "
+        "back at the head of the line"
+        Token = env.pool.get('sehat.opd.token')
+        Presence = env.pool.get('sehat.opd.presence')
+        opd = create_opd(env, 'GEN')
+        doctor = create_doctor(env, 'dr.d', [opd])
+        called = Token.issue(create_patient(env, '9800000700'), opd, "a")
+        Token.issue(create_patient(env, '9800000701'), opd, "b")
+        presence = Presence.of(doctor)
+        presence.go_online(opd)
+        Presence.write([presence], {
+                'last_heartbeat': dt.datetime.now() - dt.timedelta(hours=1)})
+        Presence.cron_drop_stale()
+        self.assertFalse(Presence(presence.id).online)
+        self.assertEqual(Token(called.id).state, 'waiting')
+        self.assertEqual(Token.status(called.patient.id)['position'], 1)
+
+    @with_sehat
+    def test_settings_bounds(self, env):
+        "Settings refuse values outside the safe bounds"
+        Configuration = env.pool.get('sehat.opd.configuration')
+        from trytond.model.exceptions import ValidationError
+        config = Configuration(1)
+        config.otp_validity = 16
+        with self.assertRaises(ValidationError):
+            config.save()
+
+
+class ToolsTestCase(unittest.TestCase):
+    "Pure helpers, without a database"
+
+    def test_patient_id_roundtrip(self):
+        for _ in range(200):
+            code = tools.new_patient_id()
+            self.assertRegex(code, r'^SH-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]$')
+            self.assertEqual(tools.normalize_patient_id(code), code)
+            self.assertEqual(tools.normalize_patient_id(
+                    code.lower().replace('-', ' ')), code)
+
+    def test_patient_id_catches_typos(self):
+        "Every single-character change and neighbour swap is detected"
+        code = tools.new_patient_id()
+        compact = code.replace('-', '')[2:]
+        for i in range(len(compact)):
+            for char in tools.CROCKFORD:
+                if char == compact[i]:
+                    continue
+                typo = compact[:i] + char + compact[i + 1:]
+                self.assertIsNone(tools.normalize_patient_id(typo), typo)
+        for i in range(len(compact) - 1):
+            if compact[i] == compact[i + 1]:
+                continue
+            swapped = (compact[:i] + compact[i + 1] + compact[i]
+                + compact[i + 2:])
+            self.assertIsNone(tools.normalize_patient_id(swapped), swapped)
+
+    def test_mobile(self):
+        for text in ['9876543210', '+91 98765 43210', '09876543210',
+                '919876543210', '98765-43210']:
+            self.assertEqual(tools.normalize_mobile(text), '+919876543210')
+        for text in ['5876543210', '987654321', '+14155552671',
+                '01123456789', 'abc', '', None, 9876543210, '9' * 30]:
+            self.assertIsNone(tools.normalize_mobile(text), text)
+
+    def test_otp_hash(self):
+        code = tools.new_otp_code()
+        self.assertRegex(code, r'^\d{6}$')
+        digest = tools.hash_secret(code, 'salt')
+        self.assertNotIn(code, digest)
+        self.assertTrue(tools.check_secret(code, 'salt', digest))
+        self.assertFalse(tools.check_secret(code, 'other', digest))
+        self.assertFalse(tools.check_secret('000000' if code != '000000'
+                else '111111', 'salt', digest))
+
+    def test_opening_hours(self):
+        hours = [(d, dt.time(9), dt.time(17)) for d in range(6)]
+        monday_10 = dt.datetime(2026, 11, 30, 10, 0)
+        monday_8 = dt.datetime(2026, 11, 30, 8, 0)
+        saturday_17 = dt.datetime(2026, 12, 5, 17, 0)
+        self.assertTrue(tools.is_open(hours, set(), monday_10))
+        self.assertFalse(tools.is_open(hours, set(), monday_8))
+        self.assertFalse(tools.is_open(hours, {monday_10.date()}, monday_10))
+        self.assertEqual(tools.next_opening(hours, set(), monday_8),
+            dt.datetime(2026, 11, 30, 9, 0))
+        # Saturday evening: Sunday is closed, next is Monday 09:00
+        self.assertEqual(tools.next_opening(hours, set(), saturday_17),
+            dt.datetime(2026, 12, 7, 9, 0))
+        self.assertTrue(tools.is_open([], set(), monday_8, True))
+
+    def test_eta(self):
+        self.assertIsNone(tools.eta_seconds(3, 0, 600))
+        self.assertEqual(tools.eta_seconds(1, 1, 600), 600)
+        self.assertEqual(tools.eta_seconds(3, 2, 600), 1200)
+
+
+def _png(width=4, height=4):
+    data = io.BytesIO()
+    Image.new('RGB', (width, height), 'white').save(data, 'PNG')
+    return data.getvalue()
+
+
+class UploadTestCase(unittest.TestCase):
+    "What an uploaded file is, decided by its content"
+    limit = 5 * 1024 * 1024
+
+    def check(self, data):
+        return upload.check_file(data, self.limit)
+
+    def refused(self, data):
+        with self.assertRaises(upload.UploadRefused) as cm:
+            self.check(data)
+        return cm.exception.reason
+
+    def test_accepts_documents(self):
+        self.assertEqual(self.check(_png())[0], 'png')
+        pdf = b'%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n'
+        self.assertEqual(self.check(pdf), ('pdf', 'application/pdf'))
+        for fmt, ext in [('JPEG', 'jpg'), ('GIF', 'gif'), ('BMP', 'bmp')]:
+            data = io.BytesIO()
+            Image.new('RGB', (4, 4)).save(data, fmt)
+            self.assertEqual(self.check(data.getvalue())[0], ext)
+
+    def test_refuses_executable_named_pdf(self):
+        self.assertEqual(self.refused(b'MZ\x90\x00' + b'\x00' * 100), 'type')
+
+    def test_refuses_oversize(self):
+        big = _png() + b'\x00' * self.limit
+        self.assertEqual(self.refused(big), 'too_big')
+
+    def test_refuses_empty_truncated_active(self):
+        self.assertEqual(self.refused(b''), 'empty')
+        self.assertEqual(self.refused(_png(64, 64)[:60]), 'damaged')
+        js = (b'%PDF-1.4\n1 0 obj<</OpenAction<</S/JavaScript/JS(app.alert(1))'
+            b'>>>>endobj\n%%EOF\n')
+        self.assertEqual(self.refused(js), 'active')
+        polyglot = b'GIF89a<script>alert(1)</script>' + b'\x00' * 30
+        self.assertEqual(self.refused(polyglot), 'active')
+
+
+del ModuleTestCase

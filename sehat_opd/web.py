@@ -1,0 +1,248 @@
+"""HTTP plumbing shared by the API and the portal pages.
+
+Routes parse the request, call one model method and render; this module
+gives them the pool (404 where the modules are not activated), the
+transaction, the patient or doctor session, CSRF checks and the JSON error
+shape of the API contract.
+"""
+import datetime as dt
+import json
+import logging
+from functools import wraps
+from http import HTTPStatus
+
+from werkzeug.exceptions import HTTPException
+
+from trytond import backend
+from trytond.exceptions import UserError, UserWarning
+from trytond.i18n import gettext
+from trytond.pool import Pool
+from trytond.protocols.wrappers import Response, with_transaction
+from trytond.transaction import Transaction
+from trytond.wsgi import app
+
+from .exceptions import Forbidden, InvalidInput, PortalError, Unauthorized
+
+logger = logging.getLogger(__name__)
+
+API = '/<database_name>/opd/api/v1'
+PORTAL = '/<database_name>/opd'
+PATIENT_COOKIE = 'sehat_session'
+STAFF_COOKIE = 'sehat_staff'
+LANG_COOKIE = 'sehat_lang'
+LANGUAGES = ('en', 'hi')
+UPLOAD_MAX_REQUEST = 20 * 1024 * 1024
+_ERROR_CODES = {
+    400: 'bad_request', 401: 'unauthorized', 403: 'forbidden',
+    404: 'not_found', 405: 'method_not_allowed', 409: 'conflict',
+    411: 'length_required', 413: 'too_large', 415: 'unsupported_media',
+    422: 'invalid', 429: 'rate_limited',
+    }
+MODEL = 'sehat.opd'
+
+
+def get_pool(database_name):
+    """The pool of `database_name`, or None when it does not exist or does
+    not have SeHAT OPD activated (the routes are global to the server)."""
+    try:
+        database_list = Pool.database_list()
+        pool = Pool(database_name)
+        if database_name not in database_list:
+            with Transaction().start(database_name, 0, readonly=True):
+                pool.init()
+        pool.get(MODEL)
+    except Exception:
+        logger.debug('no SeHAT OPD in %r', database_name, exc_info=True)
+        return None
+    return pool
+
+
+def json_response(data, status=200, headers=None):
+    response = Response(
+        json.dumps(data, default=_json_default, ensure_ascii=False),
+        status=status, content_type='application/json; charset=utf-8',
+        headers=headers)
+    response.headers['Cache-Control'] = 'no-store'
+    return response
+
+
+def _json_default(value):
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return value.isoformat()
+    raise TypeError(type(value))
+
+
+def error_response(status, code, message, field=None):
+    error = {'code': code, 'message': message}
+    if field:
+        error['field'] = field
+    return json_response({'error': error}, status=status)
+
+
+def render_error(exception):
+    "The JSON answer of an exception: 4xx for what the client did wrong."
+    if isinstance(exception, PortalError):
+        return error_response(exception.status, exception.error_code,
+            exception.message, exception.field)
+    if isinstance(exception, (UserError, UserWarning)):
+        return error_response(400, 'rejected', exception.message)
+    if isinstance(exception, HTTPException):
+        status = exception.code or 400
+        return error_response(status, _ERROR_CODES.get(status, 'error'),
+            exception.description or HTTPStatus(status).phrase)
+    logger.error('unexpected error', exc_info=exception)
+    return error_response(
+        500, 'server_error', 'The service could not complete the request.')
+
+
+def request_language(request):
+    "The portal language: ?lang=, then the cookie, then the browser."
+    lang = request.args.get('lang') or request.cookies.get(LANG_COOKIE)
+    if lang in LANGUAGES:
+        return lang
+    best = request.accept_languages.best_match(LANGUAGES)
+    return best or 'en'
+
+
+def client_address(request):
+    return request.remote_addr or 'unknown'
+
+
+def read_json(request):
+    """The JSON object of the request body; 400 when it is not one.
+
+    A multipart form (uploads) is returned as a dict of its fields.
+    """
+    if request.mimetype == 'multipart/form-data' or (
+            request.mimetype == 'application/x-www-form-urlencoded'):
+        return {k: request.form.get(k) for k in request.form.keys()}
+    data = request.get_data(cache=True)
+    if not data:
+        return {}
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput(gettext('sehat_opd.msg_request_json'), field=None)
+    if not isinstance(value, dict):
+        raise InvalidInput(gettext('sehat_opd.msg_request_json'), field=None)
+    return value
+
+
+def read_files(request, name='files'):
+    "Uploaded files as (filename, bytes) pairs."
+    files = []
+    for storage in request.files.getlist(name):
+        files.append((storage.filename, storage.read()))
+    return files
+
+
+def session_key(request, cookie):
+    "The session key of the request: bearer header first, then cookie."
+    header = request.headers.get('Authorization', '')
+    if header[:7].lower() == 'bearer ':
+        return header[7:].strip(), 'bearer'
+    key = request.cookies.get(cookie)
+    if key:
+        return key, 'cookie'
+    return None, None
+
+
+def check_csrf(request, session, via):
+    "Cookie-authenticated writes must echo the session's CSRF token."
+    if via != 'cookie' or request.method in {'GET', 'HEAD', 'OPTIONS'}:
+        return
+    sent = request.headers.get('X-CSRF-Token') or request.form.get(
+        'csrf_token')
+    if not sent or sent != session.csrf:
+        raise Forbidden(gettext('sehat_opd.msg_csrf'))
+
+
+def authenticate(request, pool, kind):
+    """Check the session of the request for `kind` ('patient' or 'user').
+
+    Return the SessionInfo; raise Unauthorized (401) without one.
+    """
+    Session = pool.get('sehat.opd.session')
+    cookie = PATIENT_COOKIE if kind == 'patient' else STAFF_COOKIE
+    key, via = session_key(request, cookie)
+    session = Session.check(key, kind) if key else None
+    if session is None:
+        raise Unauthorized(gettext('sehat_opd.msg_session_required'))
+    check_csrf(request, session, via)
+    return session
+
+
+def session_cookie(response, request, name, key, max_age=None):
+    "Set a session cookie: HttpOnly, SameSite=Lax, Secure over HTTPS."
+    database = request.view_args.get('database_name', '')
+    response.set_cookie(
+        name, key, max_age=max_age, path='/%s/opd' % database,
+        httponly=True, samesite='Lax', secure=request.scheme == 'https')
+
+
+def clear_cookie(response, request, name):
+    database = request.view_args.get('database_name', '')
+    response.delete_cookie(name, path='/%s/opd' % database,
+        httponly=True, samesite='Lax', secure=request.scheme == 'https')
+
+
+def api(path, methods=('GET',), auth=None, max_size=None, readonly=False):
+    """Register an API v1 route.
+
+    The function gets (request, pool, session, **url values) inside a
+    transaction, with the patient's language, and returns a Response, a
+    JSON-able value, or a PortalError *instance*: that error is answered
+    after the transaction is committed (for failures that must be counted,
+    such as a wrong OTP).
+    """
+    def decorator(func):
+        inner = with_transaction(readonly=readonly)(
+            _with_session(func, auth))
+
+        @wraps(func)
+        def endpoint(request, database_name, **kwargs):
+            pool = get_pool(database_name)
+            if pool is None:
+                return error_response(404, 'not_found', 'Not Found')
+            try:
+                result = inner(request, pool, **kwargs)
+            except Exception as exception:
+                return render_error(exception)
+            if isinstance(result, PortalError):
+                return render_error(result)
+            if isinstance(result, Response):
+                return result
+            return json_response(result)
+        if max_size:
+            endpoint.max_request_size = max_size
+        app.route(API + path, methods=list(methods))(endpoint)
+        return func
+    return decorator
+
+
+def _with_session(func, auth):
+    @wraps(func)
+    def wrapper(request, pool, **kwargs):
+        transaction = Transaction()
+        language = request_language(request)
+        with transaction.set_context(language=language):
+            session = authenticate(request, pool, auth) if auth else None
+            return func(request, pool, session, **kwargs)
+    return wrapper
+
+
+def file_response(attachment):
+    """Serve a stored health record: always as a download, with the type
+    decided at upload, never sniffed or rendered by the browser."""
+    response = Response(attachment.data, status=200,
+        content_type=attachment.sehat_mime or 'application/octet-stream')
+    response.headers['Content-Disposition'] = (
+        'attachment; filename="%s"' % attachment.name)
+    response.headers['X-Content-Type-Options'] = 'nosniff'
+    response.headers['Content-Security-Policy'] = "default-src 'none'; sandbox"
+    response.headers['Cache-Control'] = 'private, no-store'
+    return response
+
+
+def database_has_bus(database_name):
+    return backend.Database(database_name).has_channel()

@@ -72,38 +72,67 @@ def _value(value):
 
 
 def load_regions(pool):
+    """States, districts and towns, in batches: a first load creates ~800
+    subdivisions, a later one only writes what changed."""
     Country = pool.get('country.country')
     Subdivision = pool.get('country.subdivision')
     from trytond.transaction import Transaction
     india = get_or_create(Country, [('code', '=', 'IN')], {
             'name': 'India', 'code': 'IN', 'code3': 'IND',
             'code_numeric': '356'})
-    states, hindi = {}, []
+    states, districts, hindi = {}, {}, {}
     for row in rows('regions_in.csv'):
-        code = row['state_code']
-        if code not in states:
-            states[code] = get_or_create(Subdivision, [('code', '=', code)], {
-                    'country': india.id, 'code': code,
-                    'name': row['state_name'],
-                    'type': 'union territory' if row.get('state_type') == 'ut'
-                    else 'state',
-                    'parent': None,
-                    })
-            hindi.append((states[code], row['state_name_hi']))
-        district = get_or_create(
-            Subdivision, [('code', '=', row['district_code'])], {
-                'country': india.id, 'code': row['district_code'],
-                'name': row['district_name'], 'type': 'district',
-                'parent': states[code].id,
-                'sehat_cities': '\n'.join(
-                    c.strip() for c in row['cities'].split('|')
-                    if c.strip()),
-                })
-        hindi.append((district, row['district_name_hi']))
+        states[row['state_code']] = {
+            'country': india.id, 'code': row['state_code'],
+            'name': row['state_name'], 'parent': None,
+            'type': 'union territory' if row.get('state_type') == 'ut'
+            else 'state',
+            }
+        hindi[row['state_code']] = row['state_name_hi']
+        districts[row['district_code']] = {
+            'country': india.id, 'code': row['district_code'],
+            'name': row['district_name'], 'type': 'district',
+            'parent': row['state_code'],
+            'sehat_cities': '\n'.join(
+                c.strip() for c in row['cities'].split('|') if c.strip()),
+            }
+        hindi[row['district_code']] = row['district_name_hi']
+
+    def existing():
+        return {s.code: s for s in Subdivision.search(
+                [('country', '=', india.id)])}
+
+    def sync(wanted):
+        current = existing()
+        Subdivision.create([v for c, v in wanted.items() if c not in current])
+        writes = []
+        for code, values in wanted.items():
+            record = current.get(code)
+            if record is None:
+                continue
+            changed = {k: v for k, v in values.items()
+                if _value(getattr(record, k)) != v}
+            if changed:
+                writes.extend(([record], changed))
+        if writes:
+            Subdivision.write(*writes)
+
+    sync(states)
+    state_ids = {c: r.id for c, r in existing().items() if c in states}
+    for values in districts.values():
+        values['parent'] = state_ids[values['parent']]
+    sync(districts)
+    records = existing()
     with Transaction().set_context(language='hi'):
-        for record, name in hindi:
-            if name:
-                Subdivision.write([Subdivision(record.id)], {'name': name})
+        names = {r['id']: r['name'] for r in Subdivision.read(
+                [r.id for r in records.values()], ['name'])}
+        writes = []
+        for code, name in hindi.items():
+            record = records[code]
+            if name and names[record.id] != name:
+                writes.extend(([Subdivision(record.id)], {'name': name}))
+        if writes:
+            Subdivision.write(*writes)
     return india
 
 

@@ -698,6 +698,54 @@ class Token(Workflow, ModelSQL, ModelView):
             return opd.consultation_minutes * 60
         return sum(durations) / len(durations)
 
+    def console_summary(self):
+        "A token as a line of the doctor's queue."
+        party = self.patient.party
+        return {
+            'id': self.id,
+            'number': self.number,
+            'state': self.state,
+            'patient': {
+                'name': party.name,
+                'age': self.patient.age,
+                'gender': party.gender,
+                },
+            'complaint': self.complaint,
+            'records': self.records,
+            'waited_minutes': self.wait_minutes,
+            'missed_calls': self.missed_calls,
+            }
+
+    def console_detail(self):
+        """What the doctor sees of the patient during the consultation:
+        demographics, service details, complaint, records, history."""
+        pool = Pool()
+        Record = pool.get('sehat.opd.record')
+        Message = pool.get('sehat.opd.message')
+        detail = self.console_summary()
+        profile = self.patient.portal_profile()
+        for private in ('mobile', 'email', 'address'):
+            profile.pop(private, None)
+        past = self.search([
+                ('patient', '=', self.patient.id),
+                ('id', '!=', self.id),
+                ('state', '=', 'completed'),
+                ], order=[('date', 'DESC')], limit=20)
+        detail.update({
+                'opd': {'id': self.opd.id, 'name': self.opd.rec_name},
+                'date': self.date.isoformat(),
+                'profile': profile,
+                'files': [Record.describe(a) for a in Record.list(self)],
+                'history': [t.portal_summary() for t in past],
+                'doctor': self.healthprof.id if self.healthprof else None,
+                'call_deadline': self.call_deadline.replace(
+                    tzinfo=dt.timezone.utc).isoformat()
+                if self.call_deadline else None,
+                'answered': bool(self.answered_at),
+                'messages': Message.search_count([('token', '=', self.id)]),
+                })
+        return detail
+
     def portal_summary(self):
         "A past or present token as the patient sees it."
         return {

@@ -1,0 +1,270 @@
+"""Doctor console HTTP API (the console page's JSON calls).
+
+Doctors log in with their back-office (Tryton) credentials; the session
+rules are the portal's. Every token id is checked against the OPDs the
+doctor serves.
+"""
+from trytond.exceptions import RateLimitException
+from trytond.i18n import gettext
+from trytond.protocols.wrappers import Response
+from trytond.transaction import Transaction
+from trytond.wsgi import app
+
+from . import web
+from .exceptions import (
+    Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthorized)
+from .live import queue_channel, token_channel
+from .web import api, json_response, read_files, read_json
+
+DOCTOR = '/doctor'
+
+
+def doctor_of(pool, session):
+    "The health professional of the session's user; 403 for non-doctors."
+    HealthProfessional = pool.get('gnuhealth.healthprofessional')
+    healthprof = HealthProfessional.of_user(session.owner)
+    if not healthprof:
+        raise Forbidden(gettext('sehat_opd.msg_console_not_doctor'))
+    return healthprof
+
+
+def token_of(pool, healthprof, token_id):
+    "A token of one of the doctor's OPDs; 404 for any other id."
+    Token = pool.get('sehat.opd.token')
+    tokens = Token.search([
+            ('id', '=', token_id),
+            ('opd', 'in', [o.id for o in healthprof.sehat_opds]),
+            ])
+    if not tokens:
+        raise NotFound(gettext('sehat_opd.msg_console_token_unknown'))
+    return tokens[0]
+
+
+@api(DOCTOR + '/session', methods=['POST'])
+def login(request, pool, session):
+    User = pool.get('res.user')
+    Session = pool.get('sehat.opd.session')
+    HealthProfessional = pool.get('gnuhealth.healthprofessional')
+    data = read_json(request)
+    login_, password = data.get('login'), data.get('password')
+    if not isinstance(login_, str) or not isinstance(password, str) or (
+            not login_ or not password):
+        raise InvalidInput(gettext('sehat_opd.msg_console_login_fields'),
+            field='login')
+    try:
+        user_id = User.get_login(login_, {'password': password})
+    except RateLimitException:
+        raise TooManyRequests(gettext('sehat_opd.msg_rate_limited'))
+    if not user_id:
+        # committed: the failed attempt counts towards Tryton's limit
+        return Unauthorized(gettext('sehat_opd.msg_console_login_failed'))
+    healthprof = HealthProfessional.of_user(user_id)
+    if not healthprof:
+        return Forbidden(gettext('sehat_opd.msg_console_not_doctor'))
+    new, key = Session.start(
+        user=User(user_id), address=web.client_address(request))
+    response = json_response({
+            'session': key,
+            'csrf_token': new.csrf,
+            'doctor': healthprof.portal_profile(),
+            })
+    web.session_cookie(response, request, web.STAFF_COOKIE, key)
+    return response
+
+
+@api(DOCTOR + '/session', methods=['DELETE'], auth='user')
+def logout(request, pool, session):
+    Session = pool.get('sehat.opd.session')
+    Session.end(session.id)
+    response = Response(status=204)
+    web.clear_cookie(response, request, web.STAFF_COOKIE)
+    return response
+
+
+@api(DOCTOR + '/state', auth='user')
+def state(request, pool, session):
+    return console_state(pool, doctor_of(pool, session), session)
+
+
+def console_state(pool, healthprof, session=None):
+    "Everything the console shows, in one answer."
+    Presence = pool.get('sehat.opd.presence')
+    Token = pool.get('sehat.opd.token')
+    Queue = pool.get('sehat.opd.queue')
+    presence = Presence.of(healthprof, lock=False)
+    opds = []
+    for opd in healthprof.sehat_opds:
+        if not opd.active:
+            continue
+        queues = Queue.search([
+                ('opd', '=', opd.id), ('date', '=', opd.today())])
+        opds.append({
+                'id': opd.id, 'name': opd.rec_name, 'open_now': opd.is_open(),
+                'waiting': Token.waiting_count(queues[0]) if queues else 0,
+                'version': queues[0].version if queues else 0,
+                'queue': queues[0].id if queues else None,
+                })
+    queue = []
+    if presence.opd:
+        queue = [t.console_summary() for t in Token.search([
+                    ('opd', '=', presence.opd.id),
+                    ('date', '=', presence.opd.today()),
+                    ('state', '=', 'waiting'),
+                    ], order=[('seq', 'ASC'), ('id', 'ASC')], limit=100)]
+    current = presence.current_token
+    return {
+        'doctor': healthprof.portal_profile(),
+        'csrf_token': session.csrf if session else None,
+        'online': bool(presence.online),
+        'opd': presence.opd.id if presence.opd else None,
+        'opds': opds,
+        'queue': queue,
+        'current': current.console_detail() if current else None,
+        'live': web.database_has_bus(Transaction().database.name),
+        }
+
+
+@api(DOCTOR + '/online', methods=['POST'], auth='user')
+def go_online(request, pool, session):
+    OPD = pool.get('sehat.opd')
+    Presence = pool.get('sehat.opd.presence')
+    healthprof = doctor_of(pool, session)
+    opd = OPD.get_portal(read_json(request).get('opd'))
+    Presence.of(healthprof).go_online(opd)
+    return console_state(pool, healthprof, session)
+
+
+@api(DOCTOR + '/offline', methods=['POST'], auth='user')
+def go_offline(request, pool, session):
+    Presence = pool.get('sehat.opd.presence')
+    healthprof = doctor_of(pool, session)
+    Presence.of(healthprof).go_offline()
+    return console_state(pool, healthprof, session)
+
+
+@api(DOCTOR + '/heartbeat', methods=['POST'], auth='user')
+def heartbeat(request, pool, session):
+    Presence = pool.get('sehat.opd.presence')
+    healthprof = doctor_of(pool, session)
+    presence = Presence.of(healthprof)
+    if presence.online:
+        presence.heartbeat()
+    return console_state(pool, healthprof, session)
+
+
+@api(DOCTOR + '/call-next', methods=['POST'], auth='user')
+def call_next(request, pool, session):
+    Presence = pool.get('sehat.opd.presence')
+    healthprof = doctor_of(pool, session)
+    token = Presence.of(healthprof).call_next()
+    return {'token': token.console_summary()}
+
+
+@api(DOCTOR + '/tokens/<int:token_id>', auth='user')
+def token_detail(request, pool, session, token_id):
+    healthprof = doctor_of(pool, session)
+    return token_of(pool, healthprof, token_id).console_detail()
+
+
+@api(DOCTOR + '/tokens/<int:token_id>/complete', methods=['POST'],
+    auth='user')
+def complete(request, pool, session, token_id):
+    Token = pool.get('sehat.opd.token')
+    healthprof = doctor_of(pool, session)
+    token = token_of(pool, healthprof, token_id)
+    if token.state != 'in_consultation' or token.healthprof != healthprof:
+        raise Forbidden(gettext('sehat_opd.msg_console_not_yours'))
+    Token.complete([token])
+    return {'state': 'completed'}
+
+
+@api(DOCTOR + '/tokens/<int:token_id>/messages', auth='user')
+def list_messages(request, pool, session, token_id):
+    Message = pool.get('sehat.opd.message')
+    token = token_of(pool, doctor_of(pool, session), token_id)
+    try:
+        after = int(request.args.get('after') or 0)
+    except ValueError:
+        raise InvalidInput(gettext('sehat_opd.msg_request_integer',
+                name='after'), field='after')
+    return {'messages': [m.describe() for m in Message.since(token, after)]}
+
+
+@api(DOCTOR + '/tokens/<int:token_id>/messages', methods=['POST'],
+    auth='user', max_size=web.UPLOAD_MAX_REQUEST)
+def post_message(request, pool, session, token_id):
+    Message = pool.get('sehat.opd.message')
+    healthprof = doctor_of(pool, session)
+    token = token_of(pool, healthprof, token_id)
+    if token.healthprof != healthprof:
+        raise Forbidden(gettext('sehat_opd.msg_console_not_yours'))
+    data = read_json(request)
+    files = read_files(request, 'file')
+    if len(files) > 1:
+        raise InvalidInput(gettext('sehat_opd.msg_message_one_file'),
+            field='file')
+    message = Message.post(token, 'doctor', data.get('text'),
+        files[0] if files else None, healthprof=healthprof)
+    return json_response(message.describe(), status=201)
+
+
+@api(DOCTOR + '/files/<int:file_id>', auth='user')
+def download_file(request, pool, session, file_id):
+    Attachment = pool.get('ir.attachment')
+    Record = pool.get('sehat.opd.record')
+    healthprof = doctor_of(pool, session)
+    attachments = Attachment.search([
+            ('id', '=', file_id), ('sehat_origin', '!=', None)])
+    token = Record.token_of(attachments[0]) if attachments else None
+    if not token or token.opd not in healthprof.sehat_opds:
+        raise NotFound(gettext('sehat_opd.msg_file_not_found'))
+    return web.file_response(attachments[0])
+
+
+@app.route(web.API + DOCTOR + '/wait', methods=['GET'])
+def wait(request, database_name):
+    """Long-poll for the console: the OPD's queue and the current
+    consultation. Answers at once when `version` differs."""
+    pool = web.get_pool(database_name)
+    if pool is None:
+        return web.error_response(404, 'not_found', 'Not Found')
+    Live = pool.get('sehat.opd.live')
+
+    @web.with_transaction(readonly=False)
+    def read(request, pool):
+        with Transaction().set_context(
+                language=web.request_language(request)):
+            session = web.authenticate(request, pool, 'user')
+            return console_state(pool, doctor_of(pool, session), session)
+
+    try:
+        current = read(request, pool)
+    except Exception as exception:
+        return web.render_error(exception)
+    known = request.args.get('version')
+    cursor = request.args.get('cursor') or None
+    version = console_version(current)
+    if current['live'] and known == version:
+        channels = [queue_channel(o['queue']) for o in current['opds']
+            if o['queue']]
+        if current['current']:
+            channels.append(token_channel(current['current']['id']))
+        cursor, changed = Live.wait(database_name, channels, cursor)
+        if changed:
+            try:
+                current = read(request, pool)
+            except Exception as exception:
+                return web.render_error(exception)
+    current['version'] = console_version(current)
+    current['cursor'] = cursor
+    return json_response(current)
+
+
+def console_version(state):
+    "What changes when the console must redraw."
+    current = state['current']
+    return '%s:%s:%s:%s' % (
+        state['online'], state['opd'],
+        ','.join('%s' % o['version'] for o in state['opds']),
+        '%s/%s/%s' % (current['id'], current['state'],
+            current.get('messages', 0)) if current else '-')

@@ -1,0 +1,365 @@
+"""Fixtures of the cross-module tests: a real database, a real server, a
+real browser.
+
+- `database`: a PostgreSQL database with the three modules, Hindi and the
+  demo data of data/, built once per run by scripts/setup_db.py and then
+  copied from a template (CREATE DATABASE ... TEMPLATE) for each session.
+- `server`: trytond serving that database on a free port of 127.0.0.1, its
+  log captured so tests can read the OTPs and SMS texts the notifier writes.
+- `browser` / `page`: Debian's Chromium driven by Playwright (never a
+  downloaded browser); `shot(page, name)` saves tests/screenshots/<name>.png.
+"""
+import hashlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / 'tests' / 'screenshots'
+VAR = ROOT / 'var'
+BIN = Path(sys.executable).parent
+CONF = ROOT / 'trytond.conf'
+CHROMIUM = os.environ.get('CHROMIUM', '/usr/bin/chromium')
+CHROMIUM_ARGS = [
+    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update',
+    '--disable-sync', '--use-fake-device-for-media-stream',
+    '--use-fake-ui-for-media-stream', '--autoplay-policy=no-user-gesture-required',
+    ]
+DESKTOP = {'width': 1280, 'height': 900}
+PHONE = {'width': 360, 'height': 740}
+
+sys.path.insert(0, str(ROOT / 'scripts'))
+
+
+def _env(**extra):
+    env = dict(os.environ)
+    env.update({
+            'TRYTOND_DATABASE__URI': os.environ.get(
+                'TRYTOND_DATABASE__URI', 'postgresql://'),
+            'TRYTOND_DATABASE__PATH': str(VAR / 'test-files'),
+            'TRYTOND_SEHAT_OPD__MODE': 'development',
+            'TRYTOND_SEHAT_OPD__SECRET': 'test-secret',
+            })
+    env.update(extra)
+    return env
+
+
+def _psql(sql, database='postgres'):
+    return subprocess.run(
+        ['psql', '-X', '-q', '-t', '-A', '-d', database, '-c', sql],
+        check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture(scope='session')
+def database():
+    """Name of a fresh database with the modules and the demo data."""
+    from setup_db import modules_hash
+    # one template per checkout (its path) and per state of the modules
+    prefix = 'sehat_tpl_%s_' % hashlib.sha1(
+        str(ROOT).encode()).hexdigest()[:6]
+    template = prefix + hashlib.sha1(modules_hash().encode()).hexdigest()[:10]
+    exists = _psql(
+        "SELECT 1 FROM pg_database WHERE datname = '%s'" % template)
+    if not exists:
+        older = [r for r in _psql(
+                "SELECT datname FROM pg_database WHERE datname LIKE '%s%%' "
+                "ORDER BY oid DESC" % prefix).splitlines() if r]
+        if older:
+            # upgrading the last template is much faster than a new build
+            _psql('CREATE DATABASE "%s" TEMPLATE "%s"' % (template, older[0]))
+        subprocess.run(
+            [sys.executable, str(ROOT / 'scripts' / 'setup_db.py'),
+                '-c', str(CONF), '-d', template, '--demo'],
+            check=True, env=_env())
+        for name in older:
+            _psql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+    name = 'sehat_e2e_%s' % os.getpid()
+    _psql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+    _psql('CREATE DATABASE "%s" TEMPLATE "%s"' % (name, template))
+    yield name
+    _psql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    "A trytond server process and what it wrote to its log."
+
+    def __init__(self, database, port, log_path, env):
+        self.database = database
+        self.port = port
+        self.log_path = log_path
+        self.env = env
+        self.process = None
+        self.base = 'http://127.0.0.1:%s' % port
+        self.portal = '%s/%s/opd' % (self.base, database)
+        self.api = self.portal + '/api/v1'
+
+    def start(self):
+        log = open(self.log_path, 'ab')
+        self.process = subprocess.Popen(
+            [str(BIN / 'trytond'), '-c', str(CONF), '-d', self.database,
+                '-v'], stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if requests.get(self.api + '/health', timeout=2).ok:
+                    return self
+            except requests.RequestException:
+                pass
+            if self.process.poll() is not None:
+                raise RuntimeError('server died:\n' + self.log())
+            time.sleep(0.3)
+        raise RuntimeError('server did not start:\n' + self.log())
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self):
+        "Kill -9, as a crash would."
+        self.process.kill()
+        self.process.wait()
+
+    def log(self):
+        return self.log_path.read_text(errors='replace')
+
+    def messages(self, mobile, event=None):
+        """SMS texts the notifier logged for `mobile` (E.164 or 10 digits)."""
+        if not mobile.startswith('+'):
+            mobile = '+91' + mobile[-10:]
+        pattern = re.compile(r'SMS to %s \[(\w+)\]: (.*)$' % re.escape(mobile))
+        found = []
+        for line in self.log().splitlines():
+            match = pattern.search(line)
+            if match and (event is None or match.group(1) == event):
+                found.append(match.group(2))
+        return found
+
+    def otp(self, mobile, timeout=5):
+        "The last OTP sent to `mobile`, waiting for it to be logged."
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            texts = self.messages(mobile, 'otp')
+            if texts:
+                return re.search(r'\b(\d{6})\b', texts[-1]).group(1)
+            time.sleep(0.1)
+        raise AssertionError('no OTP logged for %s' % mobile)
+
+
+@pytest.fixture(scope='session')
+def server(database, tmp_path_factory):
+    log = tmp_path_factory.mktemp('server') / 'trytond.log'
+    port = free_port()
+    server = Server(database, port, log, _env(
+            TRYTOND_WEB__LISTEN='127.0.0.1:%s' % port,
+            TRYTOND_WEB__ROOT=str(VAR / 'sao'),
+            TRYTOND_SEHAT_OPD__BASE_URL='http://127.0.0.1:%s' % port,
+            ))
+    server.start()
+    yield server
+    server.stop()
+
+
+_mobiles = iter(range(10_000))
+
+
+@pytest.fixture
+def new_mobile():
+    "A fresh 10-digit Indian mobile for each call, unique in the session."
+    def make():
+        return '9%d%05d' % (os.getpid() % 10000 + 1000, next(_mobiles))
+    return make
+
+
+class Api:
+    "A patient's HTTP client of the JSON API."
+
+    def __init__(self, server):
+        self.server = server
+        self.http = requests.Session()
+        self.csrf = None
+        self.bearer = None
+
+    def url(self, path):
+        return self.server.api + path
+
+    def request(self, method, path, **kwargs):
+        headers = kwargs.pop('headers', {})
+        if self.bearer:
+            headers.setdefault('Authorization', 'Bearer ' + self.bearer)
+        elif self.csrf and method not in ('GET', 'HEAD'):
+            headers.setdefault('X-CSRF-Token', self.csrf)
+        return self.http.request(
+            method, self.url(path), headers=headers, timeout=30, **kwargs)
+
+    def get(self, path, **kwargs):
+        return self.request('GET', path, **kwargs)
+
+    def post(self, path, **kwargs):
+        return self.request('POST', path, **kwargs)
+
+    def delete(self, path, **kwargs):
+        return self.request('DELETE', path, **kwargs)
+
+    def verify(self, mobile, purpose):
+        "Request an OTP, read it from the log, verify it."
+        r = self.post('/otp', json={'mobile': mobile, 'purpose': purpose})
+        assert r.status_code == 202, r.text
+        code = self.server.otp(mobile)
+        r = self.post('/otp/verify', json={
+                'otp_id': r.json()['otp_id'], 'code': code})
+        assert r.status_code == 200, r.text
+        return r.json()['verification']
+
+    def register(self, mobile, **fields):
+        "Register a patient with valid data; return the Patient ID."
+        values = registration(mobile, **fields)
+        values['verification'] = self.verify(mobile, 'register')
+        r = self.post('/patients', json=values)
+        assert r.status_code == 201, r.text
+        return r.json()['patient_id']
+
+    def login(self, mobile, bearer=False):
+        verification = self.verify(mobile, 'login')
+        r = self.post('/session', json={'verification': verification})
+        assert r.status_code == 200, r.text
+        if bearer:
+            self.bearer = r.json()['session']
+        else:
+            self.csrf = r.json()['csrf_token']
+        return r.json()
+
+    def take_token(self, opd_code='DEMO24', complaint='Fever', files=None):
+        opd = self.opd_id(opd_code)
+        if files:
+            r = self.post('/tokens', data={'opd': opd, 'complaint': complaint},
+                files=[('files', f) for f in files])
+        else:
+            r = self.post('/tokens', json={'opd': opd, 'complaint': complaint})
+        return r
+
+    def opd_id(self, code):
+        for opd in self.get('/opds').json()['opds']:
+            if opd['code'] == code:
+                return opd['id']
+        raise KeyError(code)
+
+
+def registration(mobile, **fields):
+    values = {
+        'name': 'Test Patient', 'gender': 'f', 'birth_date': '1985-04-12',
+        'email': '', 'mobile': mobile, 'address': '12 Cantonment Road',
+        'pincode': '411001', 'state': 'IN-MH', 'district': 'IN-MH-PUN',
+        'city': 'Pune', 'beneficiary_category': 'serving', 'service': 'army',
+        'service_number': 'IC-45678', 'rank': 'Major',
+        }
+    values.update(fields)
+    return values
+
+
+@pytest.fixture
+def api(server):
+    return Api(server)
+
+
+@pytest.fixture
+def patient(api, new_mobile):
+    "A registered and logged-in patient's API client (cookie session)."
+    mobile = new_mobile()
+    api.patient_id = api.register(mobile)
+    api.mobile = mobile
+    api.login(mobile)
+    return api
+
+
+class Doctor:
+    "A doctor of the demo data, through the doctor console's API."
+
+    def __init__(self, server, login, password='sehat-demo'):
+        self.server = server
+        self.http = requests.Session()
+        self.base = server.api + '/doctor'
+        r = self.http.post(self.base + '/session', json={
+                'login': login, 'password': password}, timeout=30)
+        assert r.status_code == 200, r.text
+        self.csrf = r.json()['csrf_token']
+
+    def post(self, path, **kwargs):
+        return self.http.post(self.base + path, timeout=30,
+            headers={'X-CSRF-Token': self.csrf}, **kwargs)
+
+    def get(self, path, **kwargs):
+        return self.http.get(self.base + path, timeout=30, **kwargs)
+
+
+@pytest.fixture
+def doctor_login(server):
+    "doctor_login('dr.sharma') -> a logged-in doctor console client."
+    return lambda login: Doctor(server, login)
+
+
+# Browser ------------------------------------------------------------------
+
+@pytest.fixture(scope='session')
+def browser():
+    from playwright.sync_api import sync_playwright
+    if not Path(CHROMIUM).exists():
+        pytest.fail('Chromium is missing: apt-get install chromium')
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def context(browser):
+    context = browser.new_context(viewport=DESKTOP, locale='en-IN')
+    context.set_default_timeout(15_000)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context):
+    page = context.new_page()
+    page.errors = []
+    page.on('pageerror', lambda error: page.errors.append(str(error)))
+    return page
+
+
+def shot(page, name, full_page=True):
+    "Save a screenshot under tests/screenshots/ and return its path."
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / ('%s.png' % name)
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+def shot_widths(page, name):
+    "Screenshots at desktop and phone width."
+    original = page.viewport_size
+    paths = []
+    for label, size in [('desktop', DESKTOP), ('phone', PHONE)]:
+        page.set_viewport_size(size)
+        paths.append(shot(page, '%s-%s' % (name, label)))
+    page.set_viewport_size(original)
+    return paths

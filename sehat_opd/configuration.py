@@ -1,10 +1,12 @@
 "Operational settings of SeHAT OPD, changed by administrators at run time."
 import datetime as dt
 
+from trytond.config import config
 from trytond.i18n import gettext
 from trytond.model import ModelSingleton, ModelSQL, ModelView, fields
 
 from .exceptions import OPDValidationError
+from .tools import get_setting
 from .upload import ALLOWED_KINDS
 
 # (field, minimum, maximum): the bounds staff cannot go past, for the safety
@@ -163,6 +165,24 @@ class Configuration(ModelSingleton, ModelSQL, ModelView):
             raise OPDValidationError(gettext(
                     'sehat_opd.msg_configuration_upload_kinds',
                     kinds=', '.join(ALLOWED_KINDS)))
+
+    @classmethod
+    def gateway_settings(cls):
+        """Deployment settings shown read-only to administrators.
+
+        A list of (section, option, value, secret) from trytond.conf and the
+        environment; `sehat_opd_video` and `sehat_opd_sms` extend it with
+        their gateways. Secrets are masked by whoever displays them.
+        """
+        return [
+            ('sehat_opd', 'mode', get_setting('sehat_opd', 'mode',
+                    'production'), False),
+            ('sehat_opd', 'base_url', get_setting('sehat_opd', 'base_url'),
+                False),
+            ('sehat_opd', 'secret', get_setting('sehat_opd', 'secret'), True),
+            ('email', 'uri', config.get('email', 'uri'), True),
+            ('email', 'from', config.get('email', 'from'), False),
+            ]
 
     @property
     def allowed_kinds(self):

@@ -21,6 +21,14 @@ export TRYTOND_WEB__ROOT := $(VAR)/sao
 export TRYTOND_WEB__LISTEN := 127.0.0.1:$(PORT)
 export TRYTOND_SEHAT_OPD__BASE_URL ?= http://127.0.0.1:$(PORT)
 
+# trytond-cron cannot write from several jobs on SQLite (one writer, one
+# outer transaction): scripts/cron.py runs the same jobs one by one there.
+ifneq (,$(findstring sqlite,$(DATABASE_URI)))
+CRON = $(BIN)/python scripts/cron.py -c $(CONF) -d $(DATABASE_NAME)
+else
+CRON = $(BIN)/trytond-cron -c $(CONF) -d $(DATABASE_NAME) -v
+endif
+
 TEST_DATABASE_URI ?= postgresql://
 TEST_ENV = TRYTOND_DATABASE__URI=$(TEST_DATABASE_URI) \
 	TRYTOND_DATABASE_URI=$(TEST_DATABASE_URI) \
@@ -38,11 +46,11 @@ help:
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip 'setuptools>=64'
-	$(BIN)/pip install --quiet -e .
+	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet -e .
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -57,7 +65,7 @@ $(VAR)/sao/.sao-version: scripts/install_sao.sh
 run: install sao
 	$(BIN)/python scripts/setup_db.py -c $(CONF) -d $(DATABASE_NAME) --demo
 	@$(BIN)/python scripts/banner.py $(PORT) $(DATABASE_NAME)
-	@$(BIN)/trytond-cron -c $(CONF) -d $(DATABASE_NAME) -v & cron=$$!; \
+	@$(CRON) & cron=$$!; \
 	trap 'kill $$cron 2>/dev/null; wait $$cron 2>/dev/null' EXIT; \
 	$(BIN)/trytond -c $(CONF) -d $(DATABASE_NAME) -v
 

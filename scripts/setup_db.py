@@ -33,24 +33,37 @@ def modules_hash():
     return digest.hexdigest()
 
 
-def database_exists(name):
+def database_state(name):
+    "'missing', 'empty' (created, not initialised) or 'ready'."
     from trytond.config import config
     from trytond import backend
     if backend.name == 'sqlite':
         path = Path(config.get('database', 'path')) / (name + '.sqlite')
-        return path.exists() and path.stat().st_size > 0
-    from trytond.transaction import Transaction
-    with Transaction().start(None, 0, close=True, autocommit=True) as t:
-        return name in t.database.list()
+        if not path.exists():
+            return 'missing'
+    else:
+        from trytond.transaction import Transaction
+        with Transaction().start(None, 0, close=True, autocommit=True) as t:
+            if name not in t.database.list():
+                return 'missing'
+    database = backend.Database(name).connect()
+    try:
+        return 'ready' if database.test() else 'empty'
+    finally:
+        database.close()
 
 
 def create_database(name):
     from trytond.config import config
     from trytond import backend
     if backend.name == 'sqlite':
+        import sqlite3
         path = Path(config.get('database', 'path'))
         path.mkdir(parents=True, exist_ok=True)
-        (path / (name + '.sqlite')).touch()
+        # WAL: the server's readers do not block the cron worker's writes
+        connection = sqlite3.connect(str(path / (name + '.sqlite')))
+        connection.execute('PRAGMA journal_mode=WAL')
+        connection.close()
         return
     from trytond.transaction import Transaction
     with Transaction().start(None, 0, close=True, autocommit=True) as t:
@@ -87,9 +100,11 @@ def main():
             name, hashlib.sha1(uri.encode()).hexdigest()[:8]))
     current = modules_hash()
 
-    if not database_exists(name):
+    state = database_state(name)
+    if state != 'ready':
         print('Creating database %r (about a minute)...' % name, flush=True)
-        create_database(name)
+        if state == 'missing':
+            create_database(name)
         admin(options.config, name, '--all', '--email', options.admin_email,
             password=options.admin_password)
         admin(options.config, name, '-u', *MODULES,

@@ -36,6 +36,16 @@ def health(request, pool, session):
     return {'status': 'ok', 'call_window': Configuration(1).call_window}
 
 
+@app.route(web.API + '/openapi.json', methods=['GET'])
+def openapi_document(request, database_name):
+    "The OpenAPI 3.1 document of this API."
+    from .openapi import document
+    if web.get_pool(database_name) is None:
+        return web.error_response(404, 'not_found', 'Not Found')
+    return json_response(document(web.ROUTES, '%s%s/opd/api/v1' % (
+                request.host_url.rstrip('/'), '/' + database_name)))
+
+
 # Identity --------------------------------------------------------------
 
 @api('/otp', methods=['POST'])

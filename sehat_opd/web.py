@@ -186,7 +186,12 @@ def clear_cookie(response, request, name):
         httponly=True, samesite='Lax', secure=request.scheme == 'https')
 
 
-def api(path, methods=('GET',), auth=None, max_size=None, readonly=False):
+# what the OpenAPI document describes, filled by @api (see openapi.py)
+ROUTES = []
+
+
+def api(path, methods=('GET',), auth=None, max_size=None, readonly=False,
+        body=None, success=None, tag=None):
     """Register an API v1 route.
 
     The function gets (request, pool, session, **url values) inside a
@@ -194,8 +199,20 @@ def api(path, methods=('GET',), auth=None, max_size=None, readonly=False):
     JSON-able value, or a PortalError *instance*: that error is answered
     after the transaction is committed (for failures that must be counted,
     such as a wrong OTP).
+
+    `body` is the JSON schema of the request body (multipart when it has
+    binary properties), `success` the success status, `tag` the OpenAPI
+    group: they document the route in /openapi.json.
     """
     def decorator(func):
+        for method in methods:
+            ROUTES.append({
+                    'path': path, 'method': method.lower(), 'auth': auth,
+                    'doc': func.__doc__ or func.__name__, 'body': body,
+                    'success': success or 200,
+                    'tag': tag or path.strip('/').split('/')[0],
+                    'name': func.__name__,
+                    })
         inner = with_transaction(readonly=readonly)(
             _with_session(func, auth))
 

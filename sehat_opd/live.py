@@ -7,7 +7,6 @@ route that waits on those channels; on SQLite, which has no bus, it polls.
 import threading
 from collections import OrderedDict
 
-from trytond.bus import Bus
 from trytond.model import Model
 from trytond.pool import Pool
 from trytond.transaction import Transaction
@@ -15,6 +14,13 @@ from trytond.transaction import Transaction
 _SNAPSHOTS = OrderedDict()
 _SNAPSHOTS_LOCK = threading.Lock()
 _SNAPSHOTS_SIZE = 512
+
+
+def _bus():
+    # imported late: trytond.bus imports trytond.wsgi, whose middleware
+    # (sehat_opd.wsgi) may be loading this package
+    from trytond.bus import Bus
+    return Bus
 
 
 def queue_channel(queue_id):
@@ -31,13 +37,14 @@ class Live(Model):
 
     @classmethod
     def publish_queues(cls, queue_ids):
+        Bus = _bus()
         for queue_id in queue_ids:
             Bus.publish(queue_channel(queue_id), {'type': 'queue'})
 
     @classmethod
     def publish_token(cls, token_id, kind):
         "Something happened in one consultation (chat line, video event)."
-        Bus.publish(token_channel(token_id), {'type': kind})
+        _bus().publish(token_channel(token_id), {'type': kind})
 
     @classmethod
     def snapshot(cls, queue_id, version):
@@ -72,7 +79,7 @@ class Live(Model):
 
         Return (cursor for the next wait, whether something arrived).
         """
-        response = Bus.subscribe(database_name, channels, cursor)
+        response = _bus().subscribe(database_name, channels, cursor)
         message = response.get('message')
         if not message:
             return cursor, False

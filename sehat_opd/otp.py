@@ -72,7 +72,7 @@ class OTP(ModelSQL, ModelView):
         Notifier = pool.get('sehat.opd.notifier')
         config = Configuration(1)
 
-        if purpose not in dict(PURPOSES):
+        if not isinstance(purpose, str) or purpose not in dict(PURPOSES):
             raise InvalidInput(
                 gettext('sehat_opd.msg_otp_purpose'), field='purpose')
         mobile = cls.check_mobile(mobile_text)

@@ -257,7 +257,12 @@ def registration_errors(data):
     name = text('name', maximum=100)
     if name and not _NAME_RE.match(name):
         errors['name'] = 'msg_registration_name'
-    if data.get('gender') not in GENDERS:
+
+    def choice(name, choices):
+        value = data.get(name)
+        return value if isinstance(value, str) and value in choices else None
+
+    if not choice('gender', GENDERS):
         errors['gender'] = 'msg_registration_gender'
     birth_date = text('birth_date', maximum=10)
     if birth_date:
@@ -280,19 +285,17 @@ def registration_errors(data):
     text('state', maximum=100)
     text('district', maximum=100)
     text('city', maximum=100)
-    category = data.get('beneficiary_category')
-    if category not in dict(BENEFICIARY_CATEGORIES) or not category:
+    category = choice('beneficiary_category', dict(BENEFICIARY_CATEGORIES))
+    if not category:
         errors['beneficiary_category'] = 'msg_registration_category'
-    service = data.get('service')
-    if service not in dict(SERVICES) or not service:
+    if not choice('service', dict(SERVICES)):
         errors['service'] = 'msg_registration_service'
     number = text('service_number', maximum=30)
     if number and not _SERVICE_NUMBER_RE.match(number):
         errors['service_number'] = 'msg_registration_service_number'
     text('rank', required=category != 'dependant', maximum=50)
     if category == 'dependant':
-        relation = data.get('relation')
-        if not relation or relation not in dict(RELATIONS):
+        if not choice('relation', dict(RELATIONS)):
             errors['relation'] = 'msg_registration_relation'
     elif data.get('relation') not in (None, ''):
         errors['relation'] = 'msg_registration_relation'

@@ -115,17 +115,43 @@ def read_json(request):
     """
     if request.mimetype == 'multipart/form-data' or (
             request.mimetype == 'application/x-www-form-urlencoded'):
-        return {k: request.form.get(k) for k in request.form.keys()}
-    data = request.get_data(cache=True)
-    if not data:
-        return {}
-    try:
-        value = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput(gettext('sehat_opd.msg_request_json'), field=None)
-    if not isinstance(value, dict):
-        raise InvalidInput(gettext('sehat_opd.msg_request_json'), field=None)
+        value = {k: request.form.get(k) for k in request.form.keys()}
+    else:
+        data = request.get_data(cache=True)
+        if not data:
+            return {}
+        try:
+            value = json.loads(data)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise InvalidInput(
+                gettext('sehat_opd.msg_request_json'), field=None)
+        if not isinstance(value, dict):
+            raise InvalidInput(
+                gettext('sehat_opd.msg_request_json'), field=None)
+    check_text(value)
     return value
+
+
+def check_text(value, field=None):
+    """Refuse NUL characters and lone surrogates anywhere in the input: the
+    database cannot store them, and no real text has them."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key, key)
+            check_text(item, key if field is None else field)
+    elif isinstance(value, list):
+        for item in value:
+            check_text(item, field)
+    elif isinstance(value, str):
+        try:
+            value.encode('utf-8')
+        except UnicodeEncodeError:
+            bad = True
+        else:
+            bad = '\x00' in value
+        if bad:
+            raise InvalidInput(
+                gettext('sehat_opd.msg_request_text'), field=field)
 
 
 def read_files(request, name='files'):

@@ -150,7 +150,9 @@ def page(path, methods=('GET',), patient=False):
     A POST without the form token of the page is answered 400.
     """
     def decorator(func):
-        @with_transaction()
+        # read-write even for GET: checking the session touches its last
+        # activity (idle timeout) or ends it
+        @with_transaction(readonly=False)
         @wraps(func)
         def inner(request, pool, **kwargs):
             with Transaction().set_context(

@@ -458,4 +458,6 @@ def profile(request, pool, session):
     profile = patient.portal_profile()
     return render(request, 'profile.html', patient=patient,
         csrf_token=session.csrf, profile=profile,
-        mobile_text=display_mobile(profile['mobile']))
+        mobile_text=display_mobile(profile['mobile']),
+        birth_text=patient.party.dob.strftime('%d/%m/%Y')
+        if patient.party.dob else None)

@@ -52,12 +52,28 @@
     birth.addEventListener('change', showAge);
   }
 
+  // A field the server refused loses its error as soon as it is changed.
+  $$('[aria-invalid=true]').forEach(function (control) {
+    function clear() {
+      control.removeAttribute('aria-invalid');
+      var error = doc.getElementById(control.id + '-error');
+      if (error) { error.hidden = true; }
+    }
+    control.addEventListener('input', clear, {once: true});
+    control.addEventListener('change', clear, {once: true});
+  });
+
   var form = $('#registration');
   if (!form) { return; }
 
   // Relation for dependants, ECHS card for ex-servicemen.
   var category = $('#f-beneficiary_category');
+  var rankMarks = $$('#row-rank .req, #row-rank .sr');
   function showCategoryFields() {
+    // the rank is not asked of a dependant
+    rankMarks.forEach(function (mark) {
+      mark.hidden = category.value === 'dependant';
+    });
     $$('[data-show-for]', form).forEach(function (block) {
       var shown = block.getAttribute('data-show-for') === category.value;
       block.hidden = !shown;

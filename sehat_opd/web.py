@@ -105,7 +105,7 @@ def request_language(request):
     return best or 'en'
 
 
-def level_timing(started, floor=0.05):
+def level_timing(started, floor=0.1):
     """Answer no sooner than `floor` seconds after `started` (a
     time.monotonic() value), so that the time taken does not tell a
     registered mobile from an unknown one."""

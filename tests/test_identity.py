@@ -129,12 +129,12 @@ def test_otp_answer_and_sms(api, server, new_mobile):
 def test_otp_same_answer_known_and_unknown(api, server, new_mobile):
     "POST /otp answers a registered and an unknown mobile alike, in time too"
     known = []
-    for _ in range(4):
+    for _ in range(5):
         mobile = new_mobile()
         api.register(mobile)
         age_otps(server, mobile)
         known.append(mobile)
-    unknown = [new_mobile() for _ in range(4)]
+    unknown = [new_mobile() for _ in range(5)]
     answers = {'known': [], 'unknown': []}
     times = {'known': [], 'unknown': []}
     for pair in zip(known, unknown):
@@ -155,7 +155,9 @@ def test_otp_same_answer_known_and_unknown(api, server, new_mobile):
     assert first_known == first_unknown
     gap = abs(statistics.median(times['known'])
         - statistics.median(times['unknown']))
-    assert gap < 0.04, times
+    # both wait for the same floor (web.level_timing), whatever they did
+    assert gap < 0.05, times
+    assert min(times['known'] + times['unknown']) >= 0.1
     # only the registered mobiles got a login OTP
     assert all(server.messages(m, 'otp') for m in known)
     assert not any(server.messages(m, 'otp') for m in unknown)

@@ -110,6 +110,16 @@ def _resend_wait(pool, flow):
     return max(0, int(Configuration(1).otp_resend_after - waited + 0.999))
 
 
+def _limits(pool):
+    "The settings the OTP and login pages tell the patient about."
+    config = pool.get('sehat.opd.configuration')(1)
+    return {
+        'minutes': config.otp_validity,
+        'resend': config.otp_resend_after,
+        'token_failures': config.token_login_max_failures,
+        }
+
+
 def safe_next(request, target):
     "`target` if it is a page of this portal, else the profile."
     base = _base(request)
@@ -123,12 +133,10 @@ def safe_next(request, target):
 def _send_otp(request, pool, purpose, mobile_text):
     "Ask for an OTP; return (flow values, errors)."
     OTP = pool.get('sehat.opd.otp')
-    started = time.monotonic()
     result, error = _attempt(OTP.request, mobile_text, purpose,
         web.client_address(request))
     if error:
         return None, _errors(error, 'mobile')
-    web.level_timing(started)
     otp, _, _ = result
     return {'step': 'otp', 'otp_id': otp.id, 'mobile': otp.mobile,
         'sent': time.time()}, {}
@@ -151,7 +159,7 @@ def _verify_otp(pool, flow, code):
 
 # Registration ---------------------------------------------------------------
 
-@page('/register', methods=['GET', 'POST'])
+@page('/register', methods=['GET', 'POST'], floor=web.TIMING_FLOOR)
 def register(request, pool, session):
     """Patient Registration: mobile, then OTP, then the form.
 
@@ -266,7 +274,8 @@ def _register_page(request, pool, flow, values=None, errors=None,
     step = flow.get('step') or 'mobile'
     errors = errors or {}
     values = values or {}
-    context = {'step': step, 'errors': errors, 'values': values}
+    context = {'step': step, 'errors': errors, 'values': values,
+        'limits': _limits(pool)}
     if step == 'otp':
         context.update(mobile=display_mobile(flow.get('mobile')),
             resend_wait=_resend_wait(pool, flow))
@@ -329,7 +338,7 @@ def welcome(request, pool, session):
 
 # Login, logout, recovery ----------------------------------------------------
 
-@page('/login', methods=['GET', 'POST'])
+@page('/login', methods=['GET', 'POST'], floor=web.TIMING_FLOOR)
 def login(request, pool, session):
     """Patient Login: mobile + OTP, or mobile + token number.
 
@@ -393,7 +402,7 @@ def _login_page(request, pool, flow, target, values=None, errors=None,
     errors = errors or {}
     context = {
         'step': step, 'errors': errors, 'values': values or {},
-        'method': method, 'next': target,
+        'method': method, 'next': target, 'limits': _limits(pool),
         'logged_out': request.args.get('logged_out') == '1',
         }
     if step == 'otp':
@@ -415,7 +424,7 @@ def logout(request, pool, session):
     return write_flow(response, request)
 
 
-@page('/recover', methods=['GET', 'POST'])
+@page('/recover', methods=['GET', 'POST'], floor=web.TIMING_FLOOR)
 def recover(request, pool, session):
     """Forgot Patient ID and Token: the same answer for every valid mobile;
     a registered one gets its Patient ID and token number by SMS."""
@@ -425,7 +434,6 @@ def recover(request, pool, session):
         'csrf_token': session.csrf if session else None}
     if request.method == 'POST':
         mobile = request.form.get('mobile')
-        started = time.monotonic()
         _, error = _attempt(Patient.send_recovery, mobile,
             web.client_address(request))
         if error:
@@ -433,7 +441,6 @@ def recover(request, pool, session):
                 values={'mobile': mobile or ''})
             return render(request, 'recover.html', status=error.status,
                 **context)
-        web.level_timing(started)
         context.update(sent=True, mobile=display_mobile(
                 tools.normalize_mobile(mobile)))
     return render(request, 'recover.html', **context)

@@ -105,7 +105,11 @@ def request_language(request):
     return best or 'en'
 
 
-def level_timing(started, floor=0.1):
+# what answers about a mobile take at least (see level_timing)
+TIMING_FLOOR = 0.1
+
+
+def level_timing(started, floor=TIMING_FLOOR):
     """Answer no sooner than `floor` seconds after `started` (a
     time.monotonic() value), so that the time taken does not tell a
     registered mobile from an unknown one."""
@@ -196,14 +200,17 @@ def clear_cookie(response, request, name):
         httponly=True, samesite='Lax', secure=request.scheme == 'https')
 
 
-def api(path, methods=('GET',), auth=None, max_size=None, readonly=False):
+def api(path, methods=('GET',), auth=None, max_size=None, readonly=False,
+        floor=None):
     """Register an API v1 route.
 
     The function gets (request, pool, session, **url values) inside a
     transaction, with the patient's language, and returns a Response, a
     JSON-able value, or a PortalError *instance*: that error is answered
     after the transaction is committed (for failures that must be counted,
-    such as a wrong OTP).
+    such as a wrong OTP). With `floor`, no answer leaves sooner than that
+    many seconds after the request came, commit and notifications included
+    (see level_timing).
     """
     def decorator(func):
         inner = with_transaction(readonly=readonly)(
@@ -211,14 +218,17 @@ def api(path, methods=('GET',), auth=None, max_size=None, readonly=False):
 
         @wraps(func)
         def endpoint(request, database_name, **kwargs):
+            started = time.monotonic()
             pool = get_pool(database_name)
             if pool is None:
                 return error_response(404, 'not_found', 'Not Found')
             try:
                 result = inner(request, pool, **kwargs)
             except Exception as exception:
-                return render_error(exception)
-            if isinstance(result, PortalError):
+                result = exception
+            if floor:
+                level_timing(started, floor)
+            if isinstance(result, Exception):
                 return render_error(result)
             if isinstance(result, Response):
                 return result

@@ -129,16 +129,18 @@ def test_otp_answer_and_sms(api, server, new_mobile):
 def test_otp_same_answer_known_and_unknown(api, server, new_mobile):
     "POST /otp answers a registered and an unknown mobile alike, in time too"
     known = []
-    for _ in range(5):
+    for _ in range(6):
         mobile = new_mobile()
         api.register(mobile)
         age_otps(server, mobile)
         known.append(mobile)
-    unknown = [new_mobile() for _ in range(5)]
+    unknown = [new_mobile() for _ in range(6)]
     answers = {'known': [], 'unknown': []}
     times = {'known': [], 'unknown': []}
-    for pair in zip(known, unknown):
-        for kind, mobile in zip(['known', 'unknown'], pair):
+    for i, pair in enumerate(zip(known, unknown)):
+        order = list(zip(['known', 'unknown'], pair))
+        # neither kind always comes first
+        for kind, mobile in (order if i % 2 else order[::-1]):
             started = time.monotonic()
             r = request_otp(api, mobile, 'login')
             times[kind].append(time.monotonic() - started)
@@ -155,7 +157,8 @@ def test_otp_same_answer_known_and_unknown(api, server, new_mobile):
     assert first_known == first_unknown
     gap = abs(statistics.median(times['known'])
         - statistics.median(times['unknown']))
-    # both wait for the same floor (web.level_timing), whatever they did
+    # both wait for the same floor (web.level_timing), commit included;
+    # what is left is the noise of a shared machine
     assert gap < 0.05, times
     assert min(times['known'] + times['unknown']) >= 0.1
     # only the registered mobiles got a login OTP
@@ -611,6 +614,9 @@ def test_recover(patient, api, server, new_mobile):
     other = api.post('/recover', json={'mobile': unknown})
     assert known.status_code == other.status_code == 202
     assert known.json() == other.json()
+    # both wait for the same floor, whatever they did
+    assert known.elapsed.total_seconds() >= 0.1
+    assert other.elapsed.total_seconds() >= 0.1
     text = server.messages(patient.mobile, 'recover')[-1]
     assert patient.patient_id in text and str(token) in text
     assert not server.messages(unknown)

@@ -172,6 +172,12 @@ def test_register_without_javascript(browser, server, new_mobile):
         page.goto(server.portal + '/register')
         _send_otp(page, mobile)
         _verify(page, server, mobile)
+        # a language switch keeps the step the patient is at
+        page.goto(server.portal + '/register?lang=hi')
+        expect(page.locator('h1')).to_have_text('रोगी पंजीकरण')
+        expect(page.locator('legend').first).to_have_text('आपके बारे में')
+        shot_widths(page, 'identity-16-register-form-hi')
+        page.goto(server.portal + '/register?lang=en')
         page.fill('#f-name', 'रमेश कुमार')
         page.select_option('#f-gender', 'm')
         page.fill('#f-birth_date', '1958-01-26')

@@ -164,7 +164,7 @@ def register(request, pool, session):
     """Patient Registration: mobile, then OTP, then the form.
 
     Every step is a plain form post answered by a redirect (or by the same
-    step with its errors); portal.js only adds the district and town lists,
+    step with its errors); identity.js only adds the district and town lists,
     the age and the resend countdown.
     """
     base = _base(request)

@@ -108,7 +108,7 @@ PDF = (b'%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n'
     b'%%EOF\n')
 
 
-# OTP --------------------------------------------------------------------------
+# OTP ------------------------------------------------------------------------
 
 def test_otp_answer_and_sms(api, server, new_mobile):
     "An OTP is 6 digits by SMS; the answer says when it expires"
@@ -295,7 +295,7 @@ def test_otp_bad_requests(api, new_mobile):
     assert r.status_code == 400
 
 
-# Registration -----------------------------------------------------------------
+# Registration ---------------------------------------------------------------
 
 def test_register_creates_patient_with_lifetime_id(api, server, new_mobile):
     "Registration creates party + patient; the Patient ID is checkable"
@@ -424,7 +424,7 @@ def test_registration_needs_verified_mobile(api, server, new_mobile):
     assert api.post('/patients', json=values).status_code == 201
 
 
-# Sessions ---------------------------------------------------------------------
+# Sessions -------------------------------------------------------------------
 
 def _verification(api, server, mobile):
     age_otps(server, mobile)
@@ -536,7 +536,7 @@ def test_idle_timeout_is_a_setting(patient, server, rpc):
         assert patient.get('/me').status_code == 200
 
 
-# Login with the token number ----------------------------------------------
+# Login with the token number ------------------------------------------------
 
 def test_token_number_login_and_lock(patient, api, server):
     "Mobile + token number logs in; 5 failures lock it, OTP still works"
@@ -604,7 +604,7 @@ def test_token_login_bad_input(api, new_mobile):
     assert r.status_code == 400
 
 
-# Recovery ---------------------------------------------------------------------
+# Recovery -------------------------------------------------------------------
 
 def test_recover(patient, api, server, new_mobile):
     "Recovery answers alike; a registered mobile gets its ID and token"
@@ -633,7 +633,7 @@ def test_recover_rate_limited(api, new_mobile):
     assert r.status_code == 429
 
 
-# Uploads ------------------------------------------------------------------------
+# Uploads --------------------------------------------------------------------
 
 def test_uploads_checked_by_content(patient, server):
     "A .exe named .pdf, a 6 MB file and a 4th file are refused"
@@ -701,7 +701,7 @@ def test_file_download_headers_and_owner(patient, api, server, new_mobile,
     assert das.get('/files/%d' % file['id']).status_code == 404
 
 
-# Languages ----------------------------------------------------------------------
+# Languages ------------------------------------------------------------------
 
 def test_api_errors_in_hindi(api, new_mobile):
     "The API answers in Hindi when the request's language is Hindi"
@@ -725,7 +725,7 @@ def test_every_text_has_hindi():
     assert result.returncode == 0, result.stdout
 
 
-# Pages ----------------------------------------------------------------------------
+# Pages ----------------------------------------------------------------------
 
 class Assets(HTMLParser):
     "The stylesheets and scripts a page loads."

@@ -1,7 +1,7 @@
 "One-time passwords sent by SMS, and the rate limits that protect them."
 import datetime as dt
 
-from sql import Literal
+from sql import Literal, Select
 from sql.aggregate import Count
 
 from trytond.i18n import gettext
@@ -76,14 +76,19 @@ class OTP(ModelSQL, ModelView):
             raise InvalidInput(
                 gettext('sehat_opd.msg_otp_purpose'), field='purpose')
         mobile = cls.check_mobile(mobile_text)
+        # A burst of requests for one mobile sends one OTP: one request at
+        # a time holds the mobile, and the last OTP is read as committed
+        # now (see last_sent), not as the transaction's snapshot had it.
+        if not lock_mobile('otp', mobile):
+            raise TooManyRequests(gettext(
+                    'sehat_opd.msg_otp_resend_wait',
+                    seconds=config.otp_resend_after), field='mobile')
 
         now = dt.datetime.now()
         RateEvent.check_and_add(
             'otp_address', address, config.otp_per_address_hour)
-        last = cls.search([('mobile', '=', mobile)], limit=1,
-            order=[('create_date', 'DESC')])
-        if last and (now - last[0].create_date).total_seconds() < (
-                config.otp_resend_after):
+        last = cls.last_sent(mobile, purpose)
+        if last and (now - last).total_seconds() < config.otp_resend_after:
             raise TooManyRequests(gettext(
                     'sehat_opd.msg_otp_resend_wait',
                     seconds=config.otp_resend_after), field='mobile')
@@ -102,13 +107,33 @@ class OTP(ModelSQL, ModelView):
                     'address': address,
                     }])
         patient = Patient.by_mobile(mobile)
+        values = {'otp': code, 'minutes': config.otp_validity}
         # Registration OTPs go to anyone (the person proves they hold the
         # mobile); login and recovery OTPs only to registered mobiles.
         if purpose == 'register' or patient:
             Notifier.notify('otp', mobile=mobile, patient=patient,
-                values={'otp': code,
-                    'minutes': config.otp_validity})
+                values=values)
+        else:
+            # the same work as a message, so the time taken does not tell
+            # who is registered
+            Notifier.render('otp', values)
         return otp, config.otp_resend_after, config.otp_validity * 60
+
+    @classmethod
+    def last_sent(cls, mobile, purpose):
+        """When the last OTP for `mobile` and `purpose` was created.
+
+        Read in a transaction of its own: the caller's snapshot may predate
+        the commit of a parallel request that held the mobile's lock.
+        "Resend" is asking again for the same purpose: the login OTP right
+        after a registration is not one.
+        """
+        with Transaction().new_transaction(readonly=True):
+            last = cls.search([
+                    ('mobile', '=', mobile),
+                    ('purpose', '=', purpose),
+                    ], limit=1, order=[('create_date', 'DESC')])
+            return last[0].create_date if last else None
 
     @staticmethod
     def check_mobile(text):
@@ -166,6 +191,23 @@ class OTP(ModelSQL, ModelView):
         lock_rows(cursor, cls._table, [otp_id])
         otps = cls.search([('id', '=', otp_id)])
         return otps[0] if otps else None
+
+    @classmethod
+    def verified_mobile(cls, key, purpose):
+        """The mobile that the verification `key` proves for `purpose`,
+        without spending the key; None when it is unknown, used or old."""
+        if not isinstance(key, str) or not key or len(key) > 200:
+            return None
+        digest = tools.hash_secret(key, 'verification')
+        otps = cls.search([
+                ('verification_hash', '=', digest),
+                ('purpose', '=', purpose),
+                ('used', '=', None),
+                ], limit=1)
+        if not otps or dt.datetime.now() > otps[0].verified + dt.timedelta(
+                minutes=VERIFICATION_MINUTES):
+            return None
+        return otps[0].mobile
 
     @classmethod
     def consume(cls, key, purpose, mobile=None):
@@ -232,7 +274,15 @@ class RateEvent(ModelSQL):
                 (t.create_date, Index.Range())))
 
     @classmethod
-    def count(cls, kind, key, seconds=3600):
+    def count(cls, kind, key, seconds=3600, fresh=False):
+        """Events of `kind` for `key` in the last `seconds`.
+
+        `fresh` counts what is committed now rather than what the
+        transaction's snapshot holds (see OTP.last_sent).
+        """
+        if fresh:
+            with Transaction().new_transaction(readonly=True):
+                return cls.count(kind, key, seconds)
         table = cls.__table__()
         cursor = Transaction().connection.cursor()
         since = dt.datetime.now() - dt.timedelta(seconds=seconds)
@@ -260,3 +310,17 @@ class RateEvent(ModelSQL):
         cursor = Transaction().connection.cursor()
         cursor.execute(*table.delete(where=table.create_date < (
                     dt.datetime.now() - dt.timedelta(days=days))))
+
+
+def lock_mobile(kind, mobile):
+    """Take the transaction's lock on (`kind`, `mobile`) without waiting.
+
+    Return False when a parallel request already holds it: the caller
+    refuses instead of racing past a rate limit (on PostgreSQL; SQLite
+    serialises writers anyway).
+    """
+    transaction = Transaction()
+    cursor = transaction.connection.cursor()
+    cursor.execute(*Select([transaction.database.lock_id(
+                    tools.lock_key(kind, mobile))]))
+    return bool(cursor.fetchone()[0])

@@ -97,6 +97,59 @@ class Patient(metaclass=PoolMeta):
         return patients[0] if patients else None
 
     @classmethod
+    def portal_register(cls, data, language='en'):
+        """Register the patient of the portal's form `data`; return them.
+
+        `data` holds the registration fields and the `verification` key of
+        the mobile's OTP. The fields are checked before the key is spent, so
+        a refused form can be corrected and sent again; nothing is created
+        unless everything is right.
+        """
+        pool = Pool()
+        OTP = pool.get('sehat.opd.otp')
+        Notifier = pool.get('sehat.opd.notifier')
+        values = cls.check_registration(data)
+        values['language'] = language
+        mobile = OTP.consume(data.get('verification'), 'register',
+            mobile=data.get('mobile'))
+        patient = cls.register_portal(values, mobile)
+        Notifier.notify('registered', patient=patient, values={
+                'patient_id': patient.patient_code,
+                'name': patient.party.name,
+                })
+        return patient
+
+    @classmethod
+    def send_recovery(cls, mobile_text, address):
+        """Send the Patient ID and current token number to `mobile_text`
+        if a patient is registered with it.
+
+        The caller cannot tell whether anything was sent: the same limits
+        are counted and the same work is done in both cases.
+        """
+        pool = Pool()
+        OTP = pool.get('sehat.opd.otp')
+        RateEvent = pool.get('sehat.opd.rate_event')
+        Token = pool.get('sehat.opd.token')
+        Notifier = pool.get('sehat.opd.notifier')
+        Configuration = pool.get('sehat.opd.configuration')
+        config = Configuration(1)
+        mobile = OTP.check_mobile(mobile_text)
+        RateEvent.check_and_add(
+            'recover_address', address, config.otp_per_address_hour)
+        RateEvent.check_and_add(
+            'recover_mobile', mobile, config.otp_per_mobile_hour)
+        patient = cls.by_mobile(mobile)
+        if patient:
+            token = Token.current(patient)
+            Notifier.notify('recover', patient=patient, values={
+                    'patient_id': patient.patient_code,
+                    'token': token.number if token else '-',
+                    })
+        else:
+            Notifier.render('recover', {'patient_id': '-', 'token': '-'})
+
+    @classmethod
     def register_portal(cls, values, mobile):
         """Register a patient from the portal; return the patient.
 

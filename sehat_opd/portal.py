@@ -10,6 +10,7 @@ import mimetypes
 import os
 import secrets
 import threading
+import time
 from functools import wraps
 from pathlib import Path
 
@@ -140,17 +141,21 @@ def check_form(request):
     return True
 
 
-def page(path, methods=('GET',), patient=False):
+def page(path, methods=('GET',), patient=False, floor=None):
     """Register a portal page.
 
     The function gets (request, pool, session, **url values) inside a
     transaction with the visitor's language; `session` is the patient's
     session or None (with `patient=True` a visitor without one is sent to
     the login page). It returns a Response (render() or redirect()).
-    A POST without the form token of the page is answered 400.
+    A POST without the form token of the page is answered 400. With
+    `floor`, a POST is answered no sooner than that many seconds after it
+    came, commit included (web.level_timing).
     """
     def decorator(func):
-        @with_transaction()
+        # read-write even for GET: checking the session touches its last
+        # activity (idle timeout) or ends it
+        @with_transaction(readonly=False)
         @wraps(func)
         def inner(request, pool, **kwargs):
             with Transaction().set_context(
@@ -163,6 +168,7 @@ def page(path, methods=('GET',), patient=False):
 
         @wraps(func)
         def endpoint(request, database_name, **kwargs):
+            started = time.monotonic()
             pool = web.get_pool(database_name)
             if pool is None:
                 return Response('Not Found', status=404)
@@ -170,7 +176,10 @@ def page(path, methods=('GET',), patient=False):
                 return render(request, 'error.html', status=400,
                     message_id='form_expired')
             try:
-                return inner(request, pool, **kwargs)
+                response = inner(request, pool, **kwargs)
+                if floor and request.method == 'POST':
+                    web.level_timing(started, floor)
+                return response
             except PortalError as error:
                 return render(request, 'error.html', status=error.status,
                     message=error.message)

@@ -3,15 +3,13 @@
 Each route parses the request, calls one model method and renders JSON.
 Every id a route receives is checked against the session's patient.
 """
-import time
-
 from trytond.i18n import gettext
 from trytond.protocols.wrappers import Response
 from trytond.transaction import Transaction
 from trytond.wsgi import app
 
 from . import web
-from .exceptions import InvalidInput, NotFound, TokenStateError, Unauthorized
+from .exceptions import InvalidInput, NotFound, TokenStateError
 from .live import queue_channel, token_channel
 from .web import api, json_response, read_files, read_json
 
@@ -48,15 +46,13 @@ def openapi_document(request, database_name):
 
 # Identity --------------------------------------------------------------
 
-@api('/otp', methods=['POST'])
+@api('/otp', methods=['POST'], floor=web.TIMING_FLOOR)
 def request_otp(request, pool, session):
     OTP = pool.get('sehat.opd.otp')
     data = read_json(request)
-    started = time.monotonic()
     otp, resend_after, expires_in = OTP.request(
         data.get('mobile'), data.get('purpose', 'register'),
         web.client_address(request))
-    _level_timing(started)
     return json_response({
             'otp_id': otp.id,
             'expires_in': expires_in,
@@ -64,60 +60,51 @@ def request_otp(request, pool, session):
             }, status=202)
 
 
-def _level_timing(started, floor=0.05):
-    """Answer no sooner than `floor` seconds after `started`, so that the
-    time taken does not tell a registered mobile from an unknown one."""
-    left = floor - (time.monotonic() - started)
-    if left > 0:
-        time.sleep(left)
-
-
 @api('/otp/verify', methods=['POST'])
 def verify_otp(request, pool, session):
     OTP = pool.get('sehat.opd.otp')
+    Patient = pool.get('gnuhealth.patient')
     data = read_json(request)
     otp, key, error = OTP.verify(data.get('otp_id'), data.get('code'))
     if error:
         return error
-    return {'verification': key, 'purpose': otp.purpose}
+    answer = {'verification': key, 'purpose': otp.purpose}
+    if otp.purpose == 'register':
+        # told only to whoever proved they hold the mobile, so that the
+        # app can point to login before the form is filled in
+        answer['registered'] = bool(Patient.by_mobile(otp.mobile))
+    return answer
 
 
 @api('/regions')
 def regions(request, pool, session):
+    """States with their districts and towns; `?state=<code>` answers only
+    that state (what a form needs when the state is chosen)."""
     Subdivision = pool.get('country.subdivision')
-    return json_response(
-        {'states': Subdivision.portal_regions(web.request_language(request))})
+    states = Subdivision.portal_regions(web.request_language(request))
+    code = request.args.get('state')
+    if code:
+        states = [s for s in states if s['code'] == code.upper()]
+        if not states:
+            raise InvalidInput(gettext('sehat_opd.msg_registration_state'),
+                field='state')
+    return json_response({'states': states})
 
 
 @api('/patients', methods=['POST'])
 def register(request, pool, session):
-    OTP = pool.get('sehat.opd.otp')
     Patient = pool.get('gnuhealth.patient')
-    Notifier = pool.get('sehat.opd.notifier')
-    data = read_json(request)
-    values = Patient.check_registration(data)
-    values['language'] = web.request_language(request)
-    mobile = OTP.consume(data.get('verification'), 'register',
-        mobile=data.get('mobile'))
-    patient = Patient.register_portal(values, mobile)
-    Notifier.notify('registered', patient=patient, values={
-            'patient_id': patient.patient_code,
-            'name': patient.party.name,
-            })
+    patient = Patient.portal_register(
+        read_json(request), web.request_language(request))
     return json_response({'patient_id': patient.patient_code}, status=201)
 
 
 @api('/session', methods=['POST'])
 def login(request, pool, session):
-    OTP = pool.get('sehat.opd.otp')
-    Patient = pool.get('gnuhealth.patient')
     Session = pool.get('sehat.opd.session')
     data = read_json(request)
     if data.get('verification'):
-        mobile = OTP.consume(data['verification'], 'login')
-        patient = Patient.by_mobile(mobile)
-        if not patient:
-            raise Unauthorized(gettext('sehat_opd.msg_login_failed'))
+        patient = Session.login_verified(data['verification'])
     elif data.get('mobile') is not None or data.get('token_number'):
         patient, error = Session.login_with_token(
             data.get('mobile'), data.get('token_number'),
@@ -127,6 +114,9 @@ def login(request, pool, session):
     else:
         raise InvalidInput(
             gettext('sehat_opd.msg_login_fields'), field='mobile')
+    # the session this browser had before is over: a login never reuses
+    # or keeps a key that existed before it
+    Session.end_key(request.cookies.get(web.PATIENT_COOKIE))
     new, key = Session.start(
         patient=patient, address=web.client_address(request))
     response = json_response({
@@ -154,30 +144,11 @@ def me(request, pool, session):
     return profile
 
 
-@api('/recover', methods=['POST'])
+@api('/recover', methods=['POST'], floor=web.TIMING_FLOOR)
 def recover(request, pool, session):
     Patient = pool.get('gnuhealth.patient')
-    Token = pool.get('sehat.opd.token')
-    Notifier = pool.get('sehat.opd.notifier')
-    OTP = pool.get('sehat.opd.otp')
-    RateEvent = pool.get('sehat.opd.rate_event')
-    Configuration = pool.get('sehat.opd.configuration')
-    config = Configuration(1)
     data = read_json(request)
-    started = time.monotonic()
-    mobile = OTP.check_mobile(data.get('mobile'))
-    RateEvent.check_and_add('recover_address', web.client_address(request),
-        config.otp_per_address_hour)
-    RateEvent.check_and_add('recover_mobile', mobile,
-        config.otp_per_mobile_hour)
-    patient = Patient.by_mobile(mobile)
-    if patient:
-        token = Token.current(patient)
-        Notifier.notify('recover', patient=patient, values={
-                'patient_id': patient.patient_code,
-                'token': token.number if token else '-',
-                })
-    _level_timing(started)
+    Patient.send_recovery(data.get('mobile'), web.client_address(request))
     return json_response({'status': 'accepted'}, status=202)
 
 

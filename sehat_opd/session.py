@@ -9,7 +9,8 @@ from trytond.pool import Pool
 from trytond.transaction import Transaction
 
 from . import tools
-from .exceptions import TooManyRequests, Unauthorized
+from .exceptions import InvalidInput, TooManyRequests, Unauthorized
+from .otp import lock_mobile
 
 # last activity is written at most this often, so that the waiting room's
 # frequent status calls stay read-mostly
@@ -90,11 +91,14 @@ class Session(ModelSQL, ModelView):
         session_id, owner_id, csrf, last_activity, created = row
         now = dt.datetime.now()
         idle = dt.timedelta(minutes=Configuration(1).session_idle_timeout)
+        writable = not Transaction().readonly
         if now - last_activity > idle or now - created > MAX_AGE:
-            cursor.execute(*table.update(
-                    [table.ended], [now], where=table.id == session_id))
+            if writable:
+                cursor.execute(*table.update(
+                        [table.ended], [now], where=table.id == session_id))
             return None
-        if (now - last_activity).total_seconds() > TOUCH_SECONDS:
+        if writable and (
+                now - last_activity).total_seconds() > TOUCH_SECONDS:
             cursor.execute(*table.update(
                     [table.last_activity], [now],
                     where=table.id == session_id))
@@ -109,31 +113,72 @@ class Session(ModelSQL, ModelView):
                 where=(table.id == session_id) & (table.ended == Null)))
 
     @classmethod
+    def end_key(cls, key):
+        "End the session of `key`, if it is one."
+        if not isinstance(key, str) or not key or len(key) > 200:
+            return
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*table.update(
+                [table.ended], [dt.datetime.now()],
+                where=(table.key_hash == tools.hash_secret(key, 'session'))
+                & (table.ended == Null)))
+
+    @classmethod
+    def login_verified(cls, verification):
+        """The patient whose mobile the OTP `verification` key proves.
+
+        The key is spent; a mobile without a patient is refused with the
+        generic login message.
+        """
+        pool = Pool()
+        OTP = pool.get('sehat.opd.otp')
+        Patient = pool.get('gnuhealth.patient')
+        mobile = OTP.consume(verification, 'login')
+        patient = Patient.by_mobile(mobile)
+        if not patient:
+            raise Unauthorized(gettext('sehat_opd.msg_login_failed'))
+        return patient
+
+    @classmethod
     def login_with_token(cls, mobile_text, token_number, address):
-        """Log a patient in with mobile + today's token number.
+        """Log a patient in with mobile + the number of their active token.
 
         Return (patient, None) or (None, error): a failure is counted and
-        must be committed, so it is returned, not raised.
+        must be committed, so it is returned, not raised. After
+        `token_login_max_failures` failures for one mobile in an hour only
+        OTP login works for it; failures from one client address are
+        limited as OTP requests are.
         """
         pool = Pool()
         Configuration = pool.get('sehat.opd.configuration')
         RateEvent = pool.get('sehat.opd.rate_event')
+        OTP = pool.get('sehat.opd.otp')
         Patient = pool.get('gnuhealth.patient')
         Token = pool.get('sehat.opd.token')
         config = Configuration(1)
-        mobile = tools.normalize_mobile(mobile_text) or str(mobile_text)[:20]
-        if RateEvent.count('token_login', mobile) >= (
+        mobile = OTP.check_mobile(mobile_text)
+        number = parse_token_number(token_number)
+        if number is None:
+            raise InvalidInput(
+                gettext('sehat_opd.msg_login_token_number'),
+                field='token_number')
+        # one guess at a time per mobile, counted as committed now:
+        # parallel guesses would all pass before any failure is counted
+        if not lock_mobile('token_login', mobile):
+            raise TooManyRequests(gettext('sehat_opd.msg_rate_limited'))
+        if RateEvent.count('token_login', mobile, fresh=True) >= (
                 config.token_login_max_failures):
             raise TooManyRequests(gettext('sehat_opd.msg_token_login_locked'))
+        if RateEvent.count('token_login_address', address) >= (
+                config.otp_per_address_hour):
+            raise TooManyRequests(gettext('sehat_opd.msg_rate_limited'))
         patient = Patient.by_mobile(mobile)
         token = patient and Token.current(patient)
-        try:
-            number = int(token_number)
-        except (TypeError, ValueError):
-            number = None
-        if token and number is not None and token.number == number:
+        if token and token.number == number:
             return patient, None
         RateEvent.add('token_login', mobile)
+        RateEvent.add('token_login_address', address)
         return None, Unauthorized(gettext('sehat_opd.msg_login_failed'))
 
     @classmethod
@@ -143,6 +188,20 @@ class Session(ModelSQL, ModelView):
         cursor = Transaction().connection.cursor()
         limit = dt.datetime.now() - dt.timedelta(days=days)
         cursor.execute(*table.delete(where=table.last_activity < limit))
+
+
+def parse_token_number(value):
+    "The token number typed by a patient (1 to 99999), or None."
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().isdecimal() and (
+            len(value.strip()) <= 5):
+        number = int(value.strip())
+    else:
+        return None
+    return number if 0 < number < 100000 else None
 
 
 class SessionInfo:

@@ -164,11 +164,24 @@ def check_secret(value, salt, digest):
     return hmac.compare_digest(hash_secret(value, salt), digest)
 
 
+def lock_key(*parts):
+    "A signed 64-bit number naming `parts`, for PostgreSQL advisory locks."
+    digest = hashlib.sha256(
+        '\x1f'.join(str(p) for p in parts).encode('utf-8')).digest()
+    return int.from_bytes(digest[:8], 'big', signed=True)
+
+
 def sign(value):
     "HMAC signature of `value` (for links that must not be forged)."
     return hmac.new(
         _secret() or b'sehat-opd', value.encode('utf-8'),
         hashlib.sha256).hexdigest()[:32]
+
+
+def check_signature(value, signature):
+    "Whether `signature` is sign(value)."
+    return isinstance(signature, str) and hmac.compare_digest(
+        sign(value), signature)
 
 
 # Opening hours ----------------------------------------------------------------

@@ -8,6 +8,7 @@ shape of the API contract.
 import datetime as dt
 import json
 import logging
+import time
 from functools import wraps
 from http import HTTPStatus
 
@@ -102,6 +103,19 @@ def request_language(request):
         return lang
     best = request.accept_languages.best_match(LANGUAGES)
     return best or 'en'
+
+
+# what answers about a mobile take at least (see level_timing)
+TIMING_FLOOR = 0.1
+
+
+def level_timing(started, floor=TIMING_FLOOR):
+    """Answer no sooner than `floor` seconds after `started` (a
+    time.monotonic() value), so that the time taken does not tell a
+    registered mobile from an unknown one."""
+    left = floor - (time.monotonic() - started)
+    if left > 0:
+        time.sleep(left)
 
 
 def client_address(request):
@@ -217,14 +231,16 @@ ROUTES = []
 
 
 def api(path, methods=('GET',), auth=None, max_size=None, readonly=False,
-        body=None, success=None, tag=None):
+        floor=None, body=None, success=None, tag=None):
     """Register an API v1 route.
 
     The function gets (request, pool, session, **url values) inside a
     transaction, with the patient's language, and returns a Response, a
     JSON-able value, or a PortalError *instance*: that error is answered
     after the transaction is committed (for failures that must be counted,
-    such as a wrong OTP).
+    such as a wrong OTP). With `floor`, no answer leaves sooner than that
+    many seconds after the request came, commit and notifications included
+    (see level_timing).
 
     `body` is the JSON schema of the request body (multipart when it has
     binary properties), `success` the success status, `tag` the OpenAPI
@@ -244,14 +260,17 @@ def api(path, methods=('GET',), auth=None, max_size=None, readonly=False,
 
         @wraps(func)
         def endpoint(request, database_name, **kwargs):
+            started = time.monotonic()
             pool = get_pool(database_name)
             if pool is None:
                 return error_response(404, 'not_found', 'Not Found')
             try:
                 result = inner(request, pool, **kwargs)
             except Exception as exception:
-                return render_error(exception)
-            if isinstance(result, PortalError):
+                result = exception
+            if floor:
+                level_timing(started, floor)
+            if isinstance(result, Exception):
                 return render_error(result)
             if isinstance(result, Response):
                 return result

@@ -185,7 +185,8 @@ _mobiles = iter(range(10_000))
 def new_mobile():
     "A fresh 10-digit Indian mobile for each call, unique in the session."
     def make():
-        return '9%d%05d' % (os.getpid() % 10000 + 1000, next(_mobiles))
+        # always 10 digits (a pid past 9000 made 11 before)
+        return '9%04d%05d' % (os.getpid() % 10000, next(_mobiles))
     return make
 
 

@@ -49,22 +49,27 @@ def test_health(server):
 def test_doctor_sees_sehat_menu_in_back_office(server, page):
     "A demo doctor logs into the web client and finds the SeHAT OPD menu"
     page.goto(server.base + '/')
+    # the web client loads its scripts and the database list first: slow on a
+    # busy machine
     database = page.locator('.login-dialog #database:visible')
-    expect(database).to_be_visible()
+    expect(database).to_be_visible(timeout=60_000)
     if database.evaluate('e => e.tagName') == 'SELECT':
         database.select_option(server.database)
     elif database.is_editable():
         database.fill(server.database)
     page.locator('.login-dialog #login').fill('dr.sharma')
     page.locator('.login-dialog button[type=submit]').click()
-    page.locator('.ask-dialog #ask-dialog-entry').fill('sehat-demo')
+    password = page.locator('.ask-dialog #ask-dialog-entry')
+    expect(password).to_be_visible(timeout=30_000)
+    password.fill('sehat-demo')
     page.locator('.ask-dialog button.btn-primary').click()
     menu = page.locator('#menu')
     expect(menu).to_contain_text('SeHAT OPD', timeout=30_000)
     sehat = page.locator('#menu tr', has_text='SeHAT OPD').first
     sehat.locator('.expander').click()
-    expect(menu).to_contain_text('My OPD Queue')
+    expect(menu).to_contain_text('My OPD Queue', timeout=30_000)
     page.locator('#menu tr', has_text='My OPD Queue').first.locator(
         '.cell').first.click()
-    expect(page.locator('#tablist li', has_text='My OPD Queue')).to_be_visible()
+    expect(page.locator('#tablist li', has_text='My OPD Queue')).to_be_visible(
+        timeout=30_000)
     shot(page, 'backoffice-doctor-menu')

@@ -300,4 +300,116 @@ class UploadTestCase(unittest.TestCase):
         self.assertEqual(self.refused(polyglot), 'active')
 
 
+class IdentityTestCase(unittest.TestCase):
+    "Pure parts of registration, login and the portal's sessions"
+
+    def registration(self, **values):
+        data = {
+            'name': 'Test Patient', 'gender': 'f', 'birth_date': '1985-04-12',
+            'email': '', 'mobile': '9876543210', 'address': '12 Mall Road',
+            'pincode': '411001', 'state': 'IN-MH', 'district': 'IN-MH-PUN',
+            'city': 'Pune', 'beneficiary_category': 'serving',
+            'service': 'army', 'service_number': 'IC-45678', 'rank': 'Major',
+            }
+        data.update(values)
+        return data
+
+    def test_registration_errors(self):
+        from trytond.modules.sehat_opd.patient import registration_errors
+        self.assertEqual(registration_errors(self.registration()), {})
+        self.assertEqual(registration_errors(self.registration(
+                    name='सुनीता देवी')), {})
+        for field, value in [
+                ('name', 'R2D2'), ('name', ''), ('gender', 'male'),
+                ('birth_date', '1985-13-01'), ('email', 'a@b'),
+                ('mobile', '+14155552671'), ('pincode', '4110011'),
+                ('beneficiary_category', ''), ('service', 'marines'),
+                ('service_number', 'x'), ('rank', ' ')]:
+            errors = registration_errors(self.registration(**{field: value}))
+            self.assertIn(field, errors, (field, value))
+        dependant = self.registration(
+            beneficiary_category='dependant', rank='', relation='son')
+        self.assertEqual(registration_errors(dependant), {})
+        veteran = self.registration(beneficiary_category='ex_serviceman')
+        self.assertIn('echs_card', registration_errors(veteran))
+
+    def test_token_number(self):
+        from trytond.modules.sehat_opd.session import parse_token_number
+        for value, number in [('7', 7), (' 12 ', 12), (99999, 99999),
+                ('१२', 12)]:
+            self.assertEqual(parse_token_number(value), number)
+        for value in [None, '', '0', 0, -3, '1e3', 1.0, True, '²',
+                '123456', [1]]:
+            self.assertIsNone(parse_token_number(value), value)
+
+    def test_lock_key_and_signature(self):
+        key = tools.lock_key('otp', '+919876543210')
+        self.assertEqual(key, tools.lock_key('otp', '+919876543210'))
+        self.assertNotEqual(key, tools.lock_key('otp', '+919876543211'))
+        self.assertTrue(-2 ** 63 <= key < 2 ** 63)
+        self.assertTrue(tools.check_signature('abc', tools.sign('abc')))
+        self.assertFalse(tools.check_signature('abd', tools.sign('abc')))
+        self.assertFalse(tools.check_signature('abc', None))
+
+    def request(self, url, cookies=None):
+        from werkzeug.test import EnvironBuilder
+        from trytond.protocols.wrappers import Request
+        builder = EnvironBuilder(base_url=url.split('/db/')[0],
+            path='/db/' + url.split('/db/')[1])
+        for name, value in (cookies or {}).items():
+            builder.headers.add('Cookie', '%s=%s' % (name, value))
+        request = Request(builder.get_environ())
+        request.view_args = {'database_name': 'db'}
+        return request
+
+    def test_session_cookie_secure_over_https(self):
+        "HttpOnly, SameSite=Lax, portal path; Secure when served over HTTPS"
+        from trytond.modules.sehat_opd import web
+        from trytond.protocols.wrappers import Response
+        for url, secure in [('https://opd.example/db/opd/api/v1/session', True),
+                ('http://127.0.0.1/db/opd/api/v1/session', False)]:
+            response = Response()
+            web.session_cookie(response, self.request(url),
+                web.PATIENT_COOKIE, 'key')
+            cookie = response.headers['Set-Cookie']
+            self.assertIn('HttpOnly', cookie)
+            self.assertIn('SameSite=Lax', cookie)
+            self.assertIn('Path=/db/opd', cookie)
+            self.assertEqual('Secure' in cookie, secure, url)
+
+    def test_flow_cookie(self):
+        "The steps of registration survive a reload, and cannot be forged"
+        from trytond.modules.sehat_opd import pages
+        from trytond.protocols.wrappers import Response
+        url = 'http://127.0.0.1/db/opd/register'
+        response = Response()
+        pages.write_flow(response, self.request(url), 'register',
+            step='otp', otp_id=7, mobile='+919876543210')
+        value = response.headers['Set-Cookie'].split(';')[0].split('=', 1)[1]
+        request = self.request(url, {pages.FLOW_COOKIE: value})
+        flow = pages.read_flow(request, 'register')
+        self.assertEqual((flow['step'], flow['otp_id']), ('otp', 7))
+        self.assertIsNone(pages.read_flow(request, 'login'))
+        payload, signature = value.rsplit('.', 1)
+        forged = self.request(url, {pages.FLOW_COOKIE: payload + '.' + (
+                    '0' * len(signature))})
+        self.assertIsNone(pages.read_flow(forged, 'register'))
+
+    def test_safe_next(self):
+        "Login only sends back to a page of the portal"
+        from trytond.modules.sehat_opd.pages import safe_next
+        request = self.request('http://127.0.0.1/db/opd/login')
+        self.assertEqual(safe_next(request, '/db/opd/waiting'),
+            '/db/opd/waiting')
+        for target in [None, 'https://evil.example/', '//evil.example/x',
+                '/other/opd/x', '/db/opd//evil', '/db/opd/x y', '/db/opdx']:
+            self.assertEqual(safe_next(request, target), '/db/opd/profile',
+                target)
+
+    def test_display_mobile(self):
+        from trytond.modules.sehat_opd.pages import display_mobile
+        self.assertEqual(display_mobile('+919876543210'), '+91 98765 43210')
+        self.assertEqual(display_mobile(None), '')
+
+
 del ModuleTestCase

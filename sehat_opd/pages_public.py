@@ -19,7 +19,9 @@ def doctors(request, pool, session):
     """Doctors' status: each OPD, its online doctors (free or busy) and how
     many patients wait today."""
     OPD = pool.get('sehat.opd')
-    opds = OPD.portal_list()
+    # open OPDs first, then those with doctors online
+    opds = sorted(OPD.portal_list(),
+        key=lambda o: (not o['open_now'], not o['doctors_online']))
     return render(request, 'doctors.html', opds=opds,
         patient=_patient(pool, session),
         doctors_online=sum(o['doctors_online'] for o in opds),

@@ -3,6 +3,8 @@ patient API), the contact form and its CAPTCHA, the doctors' status page and
 the reports in the back office."""
 import base64
 import io
+import itertools
+import os
 import re
 import time
 
@@ -11,7 +13,7 @@ import requests
 from PIL import Image
 from playwright.sync_api import expect
 
-from conftest import shot, shot_widths
+from conftest import Api, shot, shot_widths
 
 from trytond.modules.sehat_opd import captcha
 
@@ -56,15 +58,66 @@ def admin(server):
     return Rpc(server, 'admin', 'admin')
 
 
-@pytest.fixture
-def demo24_token(patient, admin):
-    """A DEMO24 token with a health record: DEMO24 is served by dr.khan,
-    not by dr.das (GEN, MED)."""
-    r = patient.take_token('DEMO24', 'Knee pain', files=[
+@pytest.fixture(scope='module', autouse=True)
+def quick_otp(admin):
+    """A patient needs two OTPs, to register then to log in: wait 10 s
+    between them (the settings' minimum) instead of the default 30 s."""
+    old, = admin('model.sehat.opd.configuration.read', [1],
+        ['otp_resend_after'])
+    admin('model.sehat.opd.configuration.write', [1],
+        {'otp_resend_after': 10})
+    yield
+    admin('model.sehat.opd.configuration.write', [1],
+        {'otp_resend_after': old['otp_resend_after']})
+
+
+_mobiles = itertools.count()
+
+
+def new_patient(server):
+    "A registered, logged-in patient's API client (fresh mobile)."
+    client = Api(server)
+    mobile = '8%04d%05d' % (os.getpid() % 10000, next(_mobiles))
+    client.patient_id = client.register(mobile)
+    client.mobile = mobile
+    deadline = time.time() + 60
+    while True:
+        r = client.post('/otp', json={'mobile': mobile, 'purpose': 'login'})
+        if r.status_code == 202:
+            break
+        assert r.status_code == 429 and time.time() < deadline, r.text
+        time.sleep(1)
+    r = client.post('/otp/verify', json={
+            'otp_id': r.json()['otp_id'], 'code': server.otp(mobile)})
+    assert r.status_code == 200, r.text
+    r = client.post('/session', json={
+            'verification': r.json()['verification']})
+    assert r.status_code == 200, r.text
+    client.csrf = r.json()['csrf_token']
+    return client
+
+
+def _png(color='white'):
+    data = io.BytesIO()
+    Image.new('RGB', (8, 8), color).save(data, 'PNG')
+    return data.getvalue()
+
+
+@pytest.fixture(scope='module')
+def owner(server):
+    "A patient holding a DEMO24 token with a health record."
+    return new_patient(server)
+
+
+@pytest.fixture(scope='module')
+def demo24_token(owner, admin):
+    """The owner's DEMO24 token and file: DEMO24 is served by dr.khan, not
+    by dr.das (GEN, MED)."""
+    r = owner.take_token('DEMO24', 'Knee pain', files=[
             ('knee.png', _png(), 'image/png')])
     assert r.status_code == 201, r.text
     token_id, = admin('model.sehat.opd.token.search', [
-            ('patient.patient_code', '=', patient.patient_id),
+            ('patient.patient_code', '=', owner.patient_id),
             ('state', 'in', ['waiting', 'called', 'in_consultation'])])
     file_id, = admin('model.ir.attachment.search', [
             ('resource', '=', 'sehat.opd.token,%s' % token_id)])
@@ -127,16 +180,12 @@ def test_console_refuses_users_without_doctor_role(server):
     assert r.status_code == 403
 
 
-def test_patient_cannot_read_others_files(api, patient, new_mobile,
-        demo24_token):
+def test_patient_cannot_read_others_files(server, owner, demo24_token):
     "A patient who changes the id in the URL gets 404, not the file"
     token_id, file_id = demo24_token
-    r = patient.get('/files/%s' % file_id)
+    r = owner.get('/files/%s' % file_id)
     assert r.status_code == 200
-    other = type(api)(api.server)
-    mobile = new_mobile()
-    other.register(mobile)
-    other.login(mobile)
+    other = new_patient(server)
     for path in ['/files/%s' % file_id, '/files/%s' % (file_id + 1000)]:
         r = other.get(path)
         assert r.status_code == 404, path
@@ -236,11 +285,11 @@ def test_contact_page_without_javascript(server, browser):
         context.close()
 
 
-def test_doctors_status_page(server, page, doctor_login, patient):
+def test_doctors_status_page(server, page, doctor_login, api):
     "Doctors' status lists the OPDs, the online doctors, busy or not, and "
     "the queue length"
     khan = doctor_login('dr.khan')
-    opd = patient.opd_id('DEMO24')
+    opd = api.opd_id('DEMO24')
     r = khan.post('/online', json={'opd': opd})
     assert r.status_code == 200, r.text
     try:
@@ -291,10 +340,32 @@ def _open_menu(page, *path):
         '.cell').first.click()
 
 
-def test_report_graph_in_back_office(server, page, patient):
+def test_report_graph_in_back_office(server, page, admin, owner,
+        demo24_token, doctor_login):
     "Staff open the OPD day figures and see them as a graph"
-    r = patient.take_token('DEMO24', 'Cough')
-    assert r.status_code in (201, 409), r.text
+    token_id, _ = demo24_token
+    # today's figures: the owner consults dr.khan, another patient cancels
+    khan = doctor_login('dr.khan')
+    try:
+        if owner.get('/tokens/current').json().get('state') == 'waiting':
+            r = khan.post('/online', json={'opd': owner.opd_id('DEMO24')})
+            assert r.status_code == 200, r.text
+        state = owner.get('/tokens/current').json().get('state')
+        if state == 'called':
+            assert owner.post('/tokens/current/call').status_code == 200
+        r = khan.post('/tokens/%s/complete' % token_id)
+        assert r.status_code == 200, r.text
+    finally:
+        khan.post('/offline')
+    other = new_patient(server)
+    assert other.take_token('DEMO24', 'Cold').status_code == 201
+    assert other.post('/tokens/current/cancel').status_code == 200
+    day, = admin('model.sehat.opd.report.search_read', [
+            ('opd.code', '=', 'DEMO24')], 0, None, None,
+        ['issued', 'consulted', 'cancelled', 'consultation_median'])
+    assert day['consulted'] >= 1 and day['cancelled'] >= 1
+    assert day['issued'] >= 2 and day['consultation_median'] is not None
+
     _sao_login(page, server, 'staff.opd', 'sehat-demo')
     _open_menu(page, 'SeHAT OPD', 'Reports', 'OPD Day Figures')
     tab = page.locator('#tablist li', has_text='OPD Day Figures')

@@ -47,12 +47,6 @@ class Rpc:
         return data['result']
 
 
-def _png(color='white'):
-    data = io.BytesIO()
-    Image.new('RGB', (8, 8), color).save(data, 'PNG')
-    return data.getvalue()
-
-
 @pytest.fixture(scope='module')
 def admin(server):
     return Rpc(server, 'admin', 'admin')
@@ -74,10 +68,16 @@ def quick_otp(admin):
 _mobiles = itertools.count()
 
 
+def fresh_mobile():
+    """A mobile unique in the session (conftest's new_mobile gives 11 digits
+    when the process id ends in 9000-9999)."""
+    return '8%04d%05d' % (os.getpid() % 10000, next(_mobiles))
+
+
 def new_patient(server):
     "A registered, logged-in patient's API client (fresh mobile)."
     client = Api(server)
-    mobile = '8%04d%05d' % (os.getpid() % 10000, next(_mobiles))
+    mobile = fresh_mobile()
     client.patient_id = client.register(mobile)
     client.mobile = mobile
     deadline = time.time() + 60
@@ -205,10 +205,10 @@ def _contact(**fields):
     return values
 
 
-def test_contact_api_needs_captcha(server, api, new_mobile):
+def test_contact_api_needs_captcha(server, api):
     "POST /contact without a solved CAPTCHA is refused, naming the field; "
     "solved, it is stored and acknowledged by SMS"
-    mobile = new_mobile()
+    mobile = fresh_mobile()
     r = api.post('/contact', json=_contact(mobile=mobile))
     assert r.status_code == 422
     assert r.json()['error']['field'] == 'captcha'
@@ -237,11 +237,11 @@ def test_contact_api_needs_captcha(server, api, new_mobile):
     assert reference in server.messages(mobile, 'contact_received')[0]
 
 
-def test_contact_page(server, page, new_mobile):
+def test_contact_page(server, page):
     "The contact form: the browser solves the check, the sender gets a "
     "reference"
     page.goto(server.portal + '/contact')
-    mobile = new_mobile()
+    mobile = fresh_mobile()
     page.fill('#first_name', 'Meera')
     page.fill('#last_name', 'Nair')
     page.fill('#mobile', mobile)
@@ -319,7 +319,8 @@ def test_help_page(server, page):
 def _sao_login(page, server, login, password):
     page.goto(server.base + '/')
     database = page.locator('.login-dialog #database:visible')
-    expect(database).to_be_visible()
+    # sao lists the databases first: slow on a busy server
+    expect(database).to_be_visible(timeout=30_000)
     if database.evaluate('e => e.tagName') == 'SELECT':
         database.select_option(server.database)
     elif database.is_editable():

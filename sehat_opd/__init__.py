@@ -6,9 +6,11 @@ consult online; doctors work from the console and the back office.
 from trytond.pool import Pool
 
 from . import (
-    chat, configuration, ir, live, medicament, notifier, opd, otp, patient,
-    presence, record, region, session, token)
-from . import console, pages, routes  # noqa: F401 (HTTP routes)
+    access, access_log, chat, configuration, contact, ir, live, medicament,
+    notifier, opd, otp, patient, presence, record, region, report, session,
+    token)
+from . import (  # noqa: F401 (HTTP routes)
+    console, pages, pages_public, routes, routes_public)
 
 __all__ = ['register']
 
@@ -36,6 +38,21 @@ def register():
         notifier.Notifier,
         live.Live,
         ir.Cron,
+        access.Rule,
+        access.OPDDoctor,
+        access.OPD,
+        access.HealthProfessional,
+        access.Party,
+        access.User,
+        access.Attachment,
+        access_log.AccessLog,
+        access_log.Token,
+        access_log.Patient,
+        access_log.Attachment,
+        contact.Contact,
+        report.ReportContext,
+        report.OPDDay,
+        report.DoctorDay,
         module='sehat_opd', type_='model')
     Pool.register(
         token.OpenConsole,

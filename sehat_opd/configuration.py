@@ -1,5 +1,6 @@
 "Operational settings of SeHAT OPD, changed by administrators at run time."
 import datetime as dt
+from urllib.parse import urlsplit, urlunsplit
 
 from trytond.config import config
 from trytond.i18n import gettext
@@ -26,6 +27,10 @@ BOUNDS = [
     ('turn_near_threshold', 1, 20),
     ('requeue_limit', 1, 10),
     ('presence_timeout', 30, 600),
+    ('contact_per_address_hour', 1, 100),
+    ('contact_per_mobile_hour', 1, 20),
+    # 8 bits: 256 hashes, nothing; 24 bits: ~16 million, a minute on a phone
+    ('captcha_bits', 8, 24),
     ]
 
 
@@ -75,6 +80,20 @@ class Configuration(ModelSingleton, ModelSQL, ModelView):
         help="Seconds without heartbeat before a doctor is set offline.")
     default_open_time = fields.Time("Default Opening", required=True)
     default_close_time = fields.Time("Default Closing", required=True)
+    contact_per_address_hour = fields.Integer(
+        "Contact Messages per Address per Hour", required=True,
+        help="Attempts to send the contact form from one network address.")
+    contact_per_mobile_hour = fields.Integer(
+        "Contact Messages per Mobile per Hour", required=True,
+        help="Each message sends an acknowledgment to the mobile given.")
+    captcha_bits = fields.Integer(
+        "CAPTCHA Difficulty", required=True,
+        help="Zero bits the contact form's proof of work must find (8 to "
+        "24): each step up doubles the work of the visitor's browser.")
+    gateways = fields.Function(fields.Text(
+            "Gateway Settings",
+            help="From trytond.conf and the environment; change them there. "
+            "Secrets are masked."), 'get_gateways')
 
     @classmethod
     def default_otp_validity(cls):
@@ -141,6 +160,18 @@ class Configuration(ModelSingleton, ModelSQL, ModelView):
         return dt.time(17, 0)
 
     @classmethod
+    def default_contact_per_address_hour(cls):
+        return 10
+
+    @classmethod
+    def default_contact_per_mobile_hour(cls):
+        return 3
+
+    @classmethod
+    def default_captcha_bits(cls):
+        return 16
+
+    @classmethod
     def validate_fields(cls, records, field_names):
         super().validate_fields(records, field_names)
         for record in records:
@@ -158,6 +189,13 @@ class Configuration(ModelSingleton, ModelSQL, ModelView):
         if self.default_open_time >= self.default_close_time:
             raise OPDValidationError(gettext(
                     'sehat_opd.msg_opd_hours_order'))
+        # a resend delay past the validity would leave the patient with a
+        # dead code and nothing to do but wait
+        if self.otp_resend_after >= self.otp_validity * 60:
+            raise OPDValidationError(gettext(
+                    'sehat_opd.msg_configuration_resend_validity',
+                    resend=self.__class__._fields['otp_resend_after'].string,
+                    validity=self.__class__._fields['otp_validity'].string))
 
     def check_upload_kinds(self):
         kinds = self.allowed_kinds
@@ -184,6 +222,21 @@ class Configuration(ModelSingleton, ModelSQL, ModelView):
             ('email', 'from', config.get('email', 'from'), False),
             ]
 
+    def get_gateways(self, name):
+        "The gateway settings as lines of text, secrets masked."
+        not_set = gettext('sehat_opd.msg_configuration_not_set')
+        hidden = gettext('sehat_opd.msg_configuration_secret_set')
+        lines, section = [], None
+        for section_, option, value, secret in self.gateway_settings():
+            if section_ != section:
+                if lines:
+                    lines.append('')
+                lines.append('[%s]' % section_)
+                section = section_
+            lines.append('%s = %s' % (option,
+                    mask_setting(value, secret, not_set, hidden)))
+        return '\n'.join(lines)
+
     @property
     def allowed_kinds(self):
         return {k.strip().lower() for k in (self.upload_kinds or '').split(',')
@@ -192,3 +245,30 @@ class Configuration(ModelSingleton, ModelSQL, ModelView):
     @property
     def upload_max_bytes(self):
         return self.upload_max_mb * 1024 * 1024
+
+
+def mask_setting(value, secret, not_set='(not set)', hidden='(set, hidden)'):
+    """A setting as an administrator may see it.
+
+    Secrets are hidden; a URI keeps its scheme, host and user (useful to
+    check the gateway) but loses its password.
+    """
+    if value in (None, ''):
+        return not_set
+    value = str(value)
+    if not secret:
+        return value
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return hidden
+    if parts.scheme and parts.hostname and '@' in parts.netloc:
+        userinfo, host = parts.netloc.rsplit('@', 1)
+        user = userinfo.split(':', 1)[0]
+        netloc = '%s:%s@%s' % (user, '*' * 8, host) if ':' in userinfo \
+            else '%s@%s' % (user, host)
+        return urlunsplit((parts.scheme, netloc, parts.path, '', ''))
+    if parts.scheme and parts.hostname:
+        # no credentials in it: only the query may carry a key
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, '', ''))
+    return hidden

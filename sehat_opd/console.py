@@ -20,12 +20,36 @@ DOCTOR = '/doctor'
 
 
 def doctor_of(pool, session):
-    "The health professional of the session's user; 403 for non-doctors."
+    """The health professional of the session's user; 403 for users who are
+    not (or no longer) active SeHAT doctors."""
     HealthProfessional = pool.get('gnuhealth.healthprofessional')
+    if not is_console_user(pool, session.owner):
+        raise Forbidden(gettext('sehat_opd.msg_console_not_doctor'))
     healthprof = HealthProfessional.of_user(session.owner)
     if not healthprof:
         raise Forbidden(gettext('sehat_opd.msg_console_not_doctor'))
     return healthprof
+
+
+def is_console_user(pool, user_id):
+    """Whether the user is active and in the SeHAT Doctor group: a session
+    opened before the user was deactivated or removed from the group stops
+    working at once."""
+    User = pool.get('res.user')
+    ModelData = pool.get('ir.model.data')
+    users = User.search([('id', '=', user_id)])
+    if not users:
+        return False
+    with Transaction().set_user(user_id):
+        groups = User.get_groups()
+    return ModelData.get_id('sehat_opd', 'group_sehat_doctor') in groups
+
+
+def log_opened(pool, session, what, model_name, ids, request=None):
+    "Add to the access log what the console showed the doctor."
+    AccessLog = pool.get('sehat.opd.access_log')
+    AccessLog.opened(what, model_name, ids, user_id=session.owner,
+        address=web.client_address(request) if request else None)
 
 
 def token_of(pool, healthprof, token_id):
@@ -59,7 +83,7 @@ def login(request, pool, session):
         # committed: the failed attempt counts towards Tryton's limit
         return Unauthorized(gettext('sehat_opd.msg_console_login_failed'))
     healthprof = HealthProfessional.of_user(user_id)
-    if not healthprof:
+    if not healthprof or not is_console_user(pool, user_id):
         return Forbidden(gettext('sehat_opd.msg_console_not_doctor'))
     new, key = Session.start(
         user=User(user_id), address=web.client_address(request))
@@ -112,6 +136,8 @@ def console_state(pool, healthprof, session=None):
                     ('state', '=', 'waiting'),
                     ], order=[('seq', 'ASC'), ('id', 'ASC')], limit=100)]
     current = presence.current_token
+    if current and session:
+        log_opened(pool, session, 'console', 'sehat.opd.token', [current.id])
     return {
         'doctor': healthprof.portal_profile(),
         'csrf_token': session.csrf if session else None,
@@ -163,7 +189,10 @@ def call_next(request, pool, session):
 @api(DOCTOR + '/tokens/<int:token_id>', auth='user')
 def token_detail(request, pool, session, token_id):
     healthprof = doctor_of(pool, session)
-    return token_of(pool, healthprof, token_id).console_detail()
+    token = token_of(pool, healthprof, token_id)
+    log_opened(pool, session, 'console', 'sehat.opd.token', [token.id],
+        request)
+    return token.console_detail()
 
 
 @api(DOCTOR + '/tokens/<int:token_id>/complete', methods=['POST'],
@@ -218,6 +247,7 @@ def download_file(request, pool, session, file_id):
     token = Record.token_of(attachments[0]) if attachments else None
     if not token or token.opd not in healthprof.sehat_opds:
         raise NotFound(gettext('sehat_opd.msg_file_not_found'))
+    log_opened(pool, session, 'file', 'ir.attachment', [file_id], request)
     return web.file_response(attachments[0])
 
 

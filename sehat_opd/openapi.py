@@ -78,6 +78,20 @@ BODIES = {
     ('/tokens/current/messages', 'post'): ({'type': 'object',
             'properties': {'text': {'type': 'string', 'maxLength': 2000},
                 'file': _FILE}}, 201),
+    ('/contact', 'post'): ({'type': 'object', 'required': [
+                'first_name', 'mobile', 'city', 'state', 'message',
+                'captcha'], 'properties': {
+                'first_name': {'type': 'string', 'maxLength': 60},
+                'last_name': {'type': 'string', 'maxLength': 60},
+                'mobile': _MOBILE,
+                'email': {'type': 'string', 'maxLength': 254},
+                'city': {'type': 'string', 'maxLength': 100},
+                'state': {'type': 'string'},
+                'message': {'type': 'string', 'maxLength': 2000},
+                'captcha': {'type': 'string'},
+                'captcha_answer': {'type': 'string'},
+                'captcha_nonce': {'type': 'string'},
+                }}, 201),
     ('/doctor/session', 'post'): ({'type': 'object',
             'required': ['login', 'password'], 'properties': {
                 'login': {'type': 'string'},

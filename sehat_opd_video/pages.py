@@ -69,7 +69,7 @@ def consult(request, pool, session):
             }
     return render_consultation(request, 'consult.html', settings,
         patient=pool.get('gnuhealth.patient')(session.owner),
-        csrf_token=session.csrf, token=token, status=status, open=open_,
+        csrf_token=session.csrf, token=token, vstatus=status, open=open_,
         data=data)
 
 
@@ -102,7 +102,7 @@ def doctor_consult(request, pool, session, token_id):
         }
     return render_consultation(request, 'doctor_consult.html', settings,
         csrf_token=staff.csrf, token=token, detail=token.console_detail(),
-        doctor=healthprof, status=status, open=open_, data=data,
+        doctor=healthprof, vstatus=status, open=open_, data=data,
         backoffice_url=token.backoffice_url(),
         finished=token.state in FINISHED_STATES)
 

@@ -150,7 +150,9 @@ def page(path, methods=('GET',), patient=False):
     A POST without the form token of the page is answered 400.
     """
     def decorator(func):
-        @with_transaction()
+        # Not read-only, even for GET: checking the session may refresh its
+        # activity or end it when idle (an UPDATE).
+        @with_transaction(readonly=False)
         @wraps(func)
         def inner(request, pool, **kwargs):
             with Transaction().set_context(

@@ -67,6 +67,16 @@ class Token(metaclass=PoolMeta):
     def default_video_room(cls):
         return jitsi.new_room_name()
 
+    @classmethod
+    def call(cls, tokens, healthprof):
+        """Each call starts with nobody in the room: after a requeue, who
+        was in it before must not make the new call start by itself."""
+        super().call(tokens, healthprof)
+        cls.write([t for t in tokens if t.state == 'called'], {
+                'video_patient_joined': None, 'video_patient_left': None,
+                'video_doctor_joined': None, 'video_doctor_left': None,
+                })
+
     # Hooks of the core ---------------------------------------------------
 
     def consultation_url(self):

@@ -5,6 +5,7 @@ test fire conference events), the chat both ways with files, a drop and a
 rejoin, the end; and the device check page. Screenshots in
 tests/screenshots/video-*.png."""
 import os
+import re
 import time
 
 import jwt
@@ -131,7 +132,7 @@ def _consult(server, browser, context, page, patient, doctor, token_id,
 
 
 def _doctor_side(server, doctor_context, page, patient, doctor, token_id,
-        room):
+        room):  # noqa: C901 (one story, told in order)
     share_session(doctor_context, doctor, server, 'sehat_staff')
     dpage = doctor_context.new_page()
     dpage.errors = []
@@ -235,11 +236,37 @@ def _doctor_side(server, doctor_context, page, patient, doctor, token_id,
     shot(page, 'video-patient-over')
     shot(dpage, 'video-doctor-over')
     assert dpage.errors == [], dpage.errors
-    # the chat stays with the consultation
+    # the chat stays with the consultation, in the back office too: the
+    # page's link opens the token in the web client (sao 7.0 URL)
     messages = _psql(
         'SELECT count(*) FROM sehat_opd_message WHERE token = %s'
         % token_id, server.database)
     assert int(messages) == 2
+    href = dpage.locator('#backoffice').get_attribute('href')
+    sao = doctor_context.new_page()
+    sao.errors = []
+    sao.on('pageerror', lambda error: sao.errors.append(str(error)))
+    sao.goto(server.base + href)
+    # listing the server's databases can take a while on a shared server
+    database = sao.locator('.login-dialog #database:visible')
+    expect(database).to_be_visible(timeout=60_000)
+    if database.evaluate('e => e.tagName') == 'SELECT':
+        database.select_option(server.database)
+    elif database.is_editable():
+        database.fill(server.database)
+    sao.locator('.login-dialog #login').fill('dr.khan')
+    sao.locator('.login-dialog button[type=submit]').click()
+    sao.locator('.ask-dialog #ask-dialog-entry').fill('sehat-demo')
+    sao.locator('.ask-dialog button.btn-primary').click()
+    form = sao.locator('.tab-pane.active .form')
+    expect(form).to_contain_text('Patient Joined Video', timeout=30_000)
+    expect(sao.get_by_role('textbox', name='OPD:').first).to_have_value(
+        re.compile('Video Test OPD'))
+    sao.locator('.tab-pane.active .nav-tabs a', has_text='Chat').click()
+    expect(form).to_contain_text('I have had fever for two days.')
+    expect(form).to_contain_text('Take paracetamol and rest.')
+    shot(sao, 'video-backoffice-token-chat')
+    assert sao.errors == [], sao.errors
 
 
 def test_device_check(server, page):

@@ -300,6 +300,23 @@ class VideoTestCase(ModuleTestCase):
             Token(token.id).video_event('patient', 'dance')
 
     @with_sehat
+    def test_new_call_starts_with_an_empty_room(self, env):
+        "Who was in the room before a requeue does not count any more"
+        Token = env.pool.get('sehat.opd.token')
+        Presence = env.pool.get('sehat.opd.presence')
+        token, doctor = self.called_token(env)
+        token.video_event('patient', 'joined')
+        self.assertTrue(Token(token.id).video_in('patient'))
+        # back to the queue; the doctor, free again, is given it at once
+        Token.requeue([Token(token.id)])
+        token = Token(token.id)
+        self.assertEqual(token.state, 'called')
+        self.assertEqual(Presence.of(doctor).current_token, token)
+        self.assertFalse(token.video_in('patient'))
+        status = token.video_event('doctor', 'joined')
+        self.assertEqual(status['state'], 'called')
+
+    @with_sehat
     def test_answer_without_video_settings_starts(self, env):
         "Without Jitsi settings, Call Now starts the consultation at once"
         Token = env.pool.get('sehat.opd.token')

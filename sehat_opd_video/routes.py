@@ -9,6 +9,8 @@
 Routes parse, call one model method and render; ownership is checked on
 every token: the patient's own, or a token the doctor was called for.
 """
+import time
+
 from trytond.i18n import gettext
 from trytond.transaction import Transaction
 from trytond.wsgi import app
@@ -22,6 +24,8 @@ from trytond.modules.sehat_opd.web import api, read_json
 from .token import FINISHED_STATES
 
 DOCTOR = '/doctor/tokens/<int:token_id>'
+# a long poll goes on waiting after irrelevant wake-ups for this long
+WAIT_SECONDS = 20
 
 
 def has_video(pool):
@@ -162,16 +166,22 @@ def _long_poll(request, database_name, kind, find):
         return web.render_error(exception)
     known = request.args.get('version')
     cursor = request.args.get('cursor') or None
-    if (state['live'] and known == state['version'] and not state['messages']
-            and state['token']['state'] not in FINISHED_STATES):
-        channels = [token_channel(state['token']['id']),
-            queue_channel(state['queue'])]
+    channels = [token_channel(state['token']['id']),
+        queue_channel(state['queue'])]
+    started = time.monotonic()
+    # Wake-ups that change nothing the page shows (other patients of the
+    # queue, messages the bus still caches) do not end the wait.
+    while (state['live'] and known == state['version']
+            and not state['messages']
+            and state['token']['state'] not in FINISHED_STATES
+            and time.monotonic() - started < WAIT_SECONDS):
         cursor, changed = Live.wait(database_name, channels, cursor)
-        if changed:
-            try:
-                state = read(request, pool)
-            except Exception as exception:
-                return web.render_error(exception)
+        if not changed:
+            break
+        try:
+            state = read(request, pool)
+        except Exception as exception:
+            return web.render_error(exception)
     del state['queue']
     state['cursor'] = cursor
     return web.json_response(state)

@@ -256,7 +256,8 @@ def cancel_token(request, pool, session):
 def answer_call(request, pool, session):
     token = _current_token(pool, _patient(pool, session))
     token.answer()
-    return {'token_number': token.number, 'state': token.state}
+    return {'token_number': token.number, 'state': token.state,
+        'next_url': token.consultation_url()}
 
 
 @api('/tokens/current/files', methods=['POST'], auth='patient',

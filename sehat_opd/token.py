@@ -746,6 +746,17 @@ class Token(Workflow, ModelSQL, ModelView):
                 })
         return detail
 
+    def consultation_url(self):
+        """Where the patient consults once Call Now is answered, or None
+        (the waiting room then shows the consultation). The video module
+        returns its consultation page."""
+        return None
+
+    def doctor_consultation_url(self):
+        """The doctor's page of this consultation, or None (the console
+        shows it). The video module returns its consultation page."""
+        return None
+
     def portal_summary(self):
         "A past or present token as the patient sees it."
         return {

@@ -165,17 +165,90 @@ class Server:
 
 
 @pytest.fixture(scope='session')
-def server(database, tmp_path_factory):
+def server(database, tmp_path_factory, fake_jitsi):
     log = tmp_path_factory.mktemp('server') / 'trytond.log'
     port = free_port()
     server = Server(database, port, log, _env(
             TRYTOND_WEB__LISTEN='127.0.0.1:%s' % port,
             TRYTOND_WEB__ROOT=str(VAR / 'sao'),
             TRYTOND_SEHAT_OPD__BASE_URL='http://127.0.0.1:%s' % port,
-            ))
+            **fake_jitsi.settings()))
     server.start()
     yield server
     server.stop()
+
+
+# Video (sehat_opd_video) --------------------------------------------------
+
+JITSI_APP_ID = 'sehat_test'
+JITSI_SECRET = 'test-jitsi-secret-of-at-least-32-bytes'
+
+
+class FakeJitsi:
+    """A Jitsi domain served by the tests on 127.0.0.1: a static
+    external_api.js that records the options the page gives it (see
+    tests/fake_jitsi/) and a room page that opens the fake camera."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        directory = ROOT / 'tests' / 'fake_jitsi'
+        requests_seen = self.requests = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                requests_seen.append(self.path)
+                path = self.path.split('#')[0].split('?')[0]
+                if path.endswith('/external_api.js'):
+                    body = (directory / 'external_api.js').read_bytes()
+                    kind = 'application/javascript'
+                else:
+                    body = (directory / 'room.html').read_bytes()
+                    kind = 'text/html; charset=utf-8'
+                self.send_response(200)
+                self.send_header('Content-Type', kind)
+                self.send_header('Content-Length', str(len(body)))
+                self.send_header('Cache-Control', 'no-store')
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(
+            ('127.0.0.1', 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.domain = '127.0.0.1:%s' % self.port
+        self.origin = 'http://' + self.domain
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def settings(self, **extra):
+        "The server's [sehat_opd_video] environment for this domain."
+        values = {
+            'TRYTOND_SEHAT_OPD_VIDEO__MODE': 'jwt',
+            'TRYTOND_SEHAT_OPD_VIDEO__DOMAIN': self.domain,
+            'TRYTOND_SEHAT_OPD_VIDEO__SCHEME': 'http',
+            'TRYTOND_SEHAT_OPD_VIDEO__APP_ID': JITSI_APP_ID,
+            'TRYTOND_SEHAT_OPD_VIDEO__APP_SECRET': JITSI_SECRET,
+            'TRYTOND_SEHAT_OPD_VIDEO__AUDIENCE': 'jitsi',
+            'TRYTOND_SEHAT_OPD_VIDEO__SUBJECT': 'meet.jitsi',
+            'TRYTOND_SEHAT_OPD_VIDEO__TOKEN_LIFETIME': '3600',
+            }
+        values.update(extra)
+        return values
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope='session')
+def fake_jitsi():
+    jitsi = FakeJitsi()
+    yield jitsi
+    jitsi.stop()
 
 
 _mobiles = iter(range(10_000))

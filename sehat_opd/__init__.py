@@ -6,9 +6,9 @@ consult online; doctors work from the console and the back office.
 from trytond.pool import Pool
 
 from . import (
-    chat, configuration, ir, live, medicament, notifier, opd, otp, patient,
-    presence, record, region, session, token)
-from . import console, pages, routes  # noqa: F401 (HTTP routes)
+    chat, configuration, evaluation, ir, live, medicament, notifier, opd, otp,
+    patient, prescription, presence, record, region, session, token)
+from . import console, history, pages, routes  # noqa: F401 (HTTP routes)
 
 __all__ = ['register']
 
@@ -36,7 +36,14 @@ def register():
         notifier.Notifier,
         live.Live,
         ir.Cron,
+        evaluation.Evaluation,
+        evaluation.Token,
+        evaluation.Cron,
+        prescription.PrescriptionOrder,
+        prescription.PrescriptionLine,
+        prescription.RevokeStart,
         module='sehat_opd', type_='model')
     Pool.register(
         token.OpenConsole,
+        prescription.Revoke,
         module='sehat_opd', type_='wizard')

@@ -13,7 +13,7 @@ from trytond.i18n import gettext
 from trytond.model import ModelView, fields
 from trytond.pool import Pool, PoolMeta
 from trytond.pyson import Bool, Eval, PYSONEncoder
-from trytond.transaction import Transaction
+from trytond.transaction import Transaction, without_check_access
 
 from .exceptions import NotFound, PortalError, PrescriptionError
 from .telemedicine import MODES
@@ -277,11 +277,15 @@ class Token(metaclass=PoolMeta):
 
     @classmethod
     def complete(cls, tokens):
+        """Also close the consultation records and issue the referrals:
+        part of completing, whoever pressed the button (a doctor may not
+        create tokens, the referral must still be issued)."""
         super().complete(tokens)
         Evaluation = Pool().get('gnuhealth.patient.evaluation')
-        done = [t for t in cls.browse([t.id for t in tokens])
-            if t.state == 'completed' and t.evaluation]
-        Evaluation.close_consultations([t.evaluation for t in done])
+        with without_check_access():
+            done = [t for t in cls.browse([t.id for t in tokens])
+                if t.state == 'completed' and t.evaluation]
+            Evaluation.close_consultations([t.evaluation for t in done])
 
     # The patient's history ---------------------------------------------
 
@@ -325,7 +329,7 @@ class Token(metaclass=PoolMeta):
             'token_number': self.number,
             'date': self.date.isoformat(),
             'opd': {'id': self.opd.id, 'name': self.opd.rec_name},
-            'doctor': doctor.party.rec_name if doctor else None,
+            'doctor': doctor_name(doctor),
             'mode': evaluation.sehat_mode if evaluation else None,
             'diagnosis': diagnosis,
             'advice': evaluation.directions if evaluation else None,
@@ -344,7 +348,7 @@ class Token(metaclass=PoolMeta):
                     'complaint': (evaluation.chief_complaint if evaluation
                         else None) or self.complaint,
                     'doctor_details': {
-                        'name': doctor.party.rec_name,
+                        'name': doctor_name(doctor),
                         'qualification': doctor.qualification,
                         'registration': doctor.code,
                         'council': doctor.registration_council,
@@ -365,6 +369,14 @@ class Token(metaclass=PoolMeta):
         summary['referred_from'] = (self.referred_from.opd.rec_name
             if self.referred_from else None)
         return summary
+
+
+def doctor_name(healthprof):
+    "`Dr. Anil Sharma`, as patients read it (GNU Health says `Sharma, Anil`)."
+    if not healthprof:
+        return None
+    party = healthprof.party
+    return 'Dr. %s' % ' '.join(v for v in [party.name, party.lastname] if v)
 
 
 def _open(record):

@@ -34,6 +34,7 @@ from trytond.wizard import Button, StateTransition, StateView, Wizard
 
 from . import rx_pdf, telemedicine, tools
 from .exceptions import Gone, NotFound, PrescriptionError, TooManyRequests
+from .evaluation import doctor_name
 from .medicament import TELEMEDICINE_LISTS
 
 SEHAT_STATES = [
@@ -114,7 +115,7 @@ class PrescriptionOrder(Workflow, metaclass=PoolMeta):
         button['invisible'] = button['invisible'] | Bool(
             Eval('sehat_state'))
         button.setdefault('depends', [])
-        button['depends'] = list(button['depends']) + ['sehat_state']
+        button['depends'] = list(button['depends']) + ['state', 'sehat_state']
 
     @classmethod
     def default_sehat_state(cls):
@@ -325,7 +326,7 @@ class PrescriptionOrder(Workflow, metaclass=PoolMeta):
             'visit': 'follow_up' if evaluation.visit_type == 'followup'
             else 'first',
             'doctor': {
-                'name': 'Dr. %s' % person_name(signer.party),
+                'name': doctor_name(signer),
                 'qualification': signer.qualification,
                 'registration': signer.code,
                 'council': signer.registration_council,

@@ -39,9 +39,13 @@ FONT_DIRS = [
     ]
 LATIN, DEVANAGARI = 'SehatSans', 'SehatDeva'
 _DEVANAGARI_RE = re.compile(r'[\u0900-\u097F\uA8E0-\uA8FF\u1CD0-\u1CFF]+')
-# joiners and the danda belong to the Devanagari run around them
-_RUN_RE = re.compile(
-    r'([\u0900-\u097F\uA8E0-\uA8FF\u1CD0-\u1CFF\u200C\u200D]+)')
+_DEVA = '\u0900-\u097F\uA8E0-\uA8FF\u1CD0-\u1CFF\u200C\u200D'
+# Punctuation and digits that Noto Sans Devanagari also draws: glued to a
+# Devanagari word, as in "(पति)", they go in the same font, because
+# reportlab cannot shape a word drawn in two fonts.
+_SHARED = re.escape('!"#%\'()*+,-./0123456789:;<=>?[\\]^_{|}~')
+_RUN_RE = re.compile(r'([%s]*[%s]+(?:[%s]*[%s]+)*[%s]*)' % (
+        _SHARED, _DEVA, _SHARED, _DEVA, _SHARED))
 GREY = colors.Color(0.55, 0.55, 0.55)
 LIGHT = colors.Color(0.90, 0.90, 0.90)
 MARGIN = 14 * mm
@@ -86,18 +90,24 @@ def register_fonts():
     else:
         logger.warning('Noto Sans Devanagari is not installed '
             '(apt-get install fonts-noto-core): Hindi names will not print')
-    rl_config.shapedFontGlob = None
+    # binary streams: smaller files, no ASCII85 encoding at every render
+    rl_config.useA85 = 0
     return _fonts['devanagari']
 
 
 def markup(text):
     """Paragraph markup of plain `text`: escaped, line breaks kept, each
     Devanagari run in the Devanagari font."""
-    text = escape(str(text or '')).replace('\r\n', '\n')
+    text = str(text or '').replace('\r\n', '\n')
     if _fonts.get('devanagari'):
-        text = _RUN_RE.sub(
-            lambda m: '<font name="%s">%s</font>' % (DEVANAGARI, m.group(1)),
-            text)
+        parts = _RUN_RE.split(text)
+        # split() with one group: odd items are the Devanagari runs
+        text = ''.join(
+            '<font name="%s">%s</font>' % (DEVANAGARI, escape(part))
+            if index % 2 else escape(part)
+            for index, part in enumerate(parts))
+    else:
+        text = escape(text)
     return text.replace('\n', '<br/>')
 
 
@@ -149,18 +159,26 @@ class QRCode(Flowable):
         self.width = self.height = size
 
     def draw(self):
-        matrix = list(self.qr.matrix)
+        matrix = [list(row) for row in self.qr.matrix]
         border = 2
-        count = len(matrix) + 2 * border
-        module = self.size / count
+        module = self.size / (len(matrix) + 2 * border)
         canvas = self.canv
         canvas.setFillColor(colors.black)
+        path = canvas.beginPath()
         for y, row in enumerate(matrix):
-            for x, dark in enumerate(row):
-                if dark:
-                    canvas.rect((x + border) * module,
-                        self.size - (y + border + 1) * module,
-                        module, module, stroke=0, fill=1)
+            x = 0
+            while x < len(row):
+                if not row[x]:
+                    x += 1
+                    continue
+                # one rectangle per run of dark modules: fewer operators
+                start = x
+                while x < len(row) and row[x]:
+                    x += 1
+                path.rect((start + border) * module,
+                    self.size - (y + border + 1) * module,
+                    (x - start) * module, module)
+        canvas.drawPath(path, stroke=0, fill=1)
 
 
 def local_datetime(iso):
@@ -272,7 +290,8 @@ def render(content, verify_url, digest):
         subject='SeHAT OPD e-prescription; verify at %s' % verify_url,
         keywords='sha256:%s %s' % (digest, verify_url),
         creator='SeHAT OPD')
-    width = A4[0] - 2 * MARGIN
+    # the frame keeps 6 pt of padding on each side
+    width = A4[0] - 2 * MARGIN - 12
     story = []
 
     institution = content.get('institution') or {}
@@ -405,7 +424,10 @@ def render(content, verify_url, digest):
     qr_size = 32 * mm
     qr = [QRCode(verify_url, qr_size),
         para('Scan to verify', ParagraphStyle('qr', styles.small,
-                alignment=1))]
+                alignment=1)),
+        para('<font name="Courier" size="6.3">%s</font>' % escape(
+                content.get('code') or ''), ParagraphStyle('code',
+                styles.small, alignment=1, leading=8), raw=True)]
     block = Table([[signature, qr]], colWidths=[width - qr_size - 10,
             qr_size + 10])
     block.setStyle(TableStyle([

@@ -212,7 +212,8 @@ class Token(metaclass=PoolMeta):
     def consultation(cls, tokens):
         "Open the consultation record of the token, created if missing."
         token, = tokens
-        return _open(token.get_evaluation())
+        return _open(token.get_evaluation(),
+            'sehat_opd.evaluation_view_form', 'sehat_opd.evaluation_view_list')
 
     @classmethod
     @ModelView.button_action('sehat_opd.act_prescription_sehat')
@@ -222,7 +223,9 @@ class Token(metaclass=PoolMeta):
         return token.prescription_action()
 
     def prescription_action(self):
-        return _open(self.get_prescription())
+        return _open(self.get_prescription(),
+            'health.gnuhealth_prescription_view',
+            'health.gnuhealth_prescription_tree')
 
     def consulting_doctor(self):
         "The doctor of the consultation: the token's, else the user's."
@@ -379,11 +382,15 @@ def doctor_name(healthprof):
     return 'Dr. %s' % ' '.join(v for v in [party.name, party.lastname] if v)
 
 
-def _open(record):
-    "Action values opening `record` in the form of the action."
+def _open(record, form, tree):
+    """Action values opening `record` in the form view first (the action's
+    views are list then form, for its menu entry)."""
+    ModelData = Pool().get('ir.model.data')
     return {
         'res_id': [record.id],
         'pyson_domain': PYSONEncoder().encode([('id', '=', record.id)]),
+        'views': [(ModelData.get_id(*form.split('.')), 'form'),
+            (ModelData.get_id(*tree.split('.')), 'tree')],
         }
 
 

@@ -185,7 +185,8 @@ _mobiles = iter(range(10_000))
 def new_mobile():
     "A fresh 10-digit Indian mobile for each call, unique in the session."
     def make():
-        return '9%d%05d' % (os.getpid() % 10000 + 1000, next(_mobiles))
+        # 4 digits from the pid (1000-9999): 10 digits in all
+        return '9%d%05d' % (os.getpid() % 9000 + 1000, next(_mobiles))
     return make
 
 

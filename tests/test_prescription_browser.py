@@ -359,3 +359,61 @@ def edit_pdf(pdf):
     altered = pdf.replace(b'%PDF-1.4\n', b'%PDF-1.4\n%edited\n', 1)
     assert hashlib.sha256(altered).digest() != hashlib.sha256(pdf).digest()
     return altered
+
+
+def test_back_office_consultation_forms(server, rx_patient, doctor_login,
+        rx_opd, page):
+    """In the web client, the doctor opens the token in consultation, then
+    its consultation record and its e-prescription from the buttons."""
+    consult(server, rx_patient, doctor_login, rx_opd, 'Knee pain')
+    page.set_viewport_size({'width': 1400, 'height': 1000})
+    page.goto(server.base + '/')
+    database = page.locator('.login-dialog #database:visible')
+    expect(database).to_be_visible(timeout=30_000)
+    if database.evaluate('e => e.tagName') == 'SELECT':
+        database.select_option(server.database)
+    elif database.is_editable():
+        database.fill(server.database)
+    page.locator('.login-dialog #login').fill('dr.sharma')
+    page.locator('.login-dialog button[type=submit]').click()
+    page.locator('.ask-dialog #ask-dialog-entry').fill('sehat-demo')
+    page.locator('.ask-dialog button.btn-primary').click()
+    menu = page.locator('#menu')
+    expect(menu).to_contain_text('SeHAT OPD', timeout=30_000)
+    page.locator('#menu tr', has_text='SeHAT OPD').first.locator(
+        '.expander').click()
+    page.locator('#menu tr', has_text='My OPD Queue').first.locator(
+        '.cell').first.click()
+    row = page.locator('.treeview tr', has_text='Knee pain').first
+    expect(row).to_be_visible(timeout=30_000)
+    row.dblclick()
+    record = page.get_by_role('button', name='Consultation Record')
+    expect(record).to_be_visible(timeout=30_000)
+    shot(page, 'rx-backoffice-token')
+    logs = []
+    page.on('console', lambda m: logs.append(m.text))
+    record.click()
+    try:
+        expect(page.locator('#tablist li', has_text='Teleconsultations')
+            ).to_be_visible(timeout=30_000)
+    except AssertionError:
+        shot(page, 'rx-debug')
+        raise AssertionError('%s %s' % (logs, page.errors))
+    try:
+        expect(page.get_by_text('Consultation Mode:').first).to_be_visible(
+            timeout=30_000)
+        # the complaint of the token, prefilled
+        page.wait_for_function('() => [...document.querySelectorAll('
+            '"input")].some(input => input.value === "Knee pain")',
+            timeout=30_000)
+    except AssertionError:
+        shot(page, 'rx-debug')
+        raise
+    shot(page, 'rx-backoffice-consultation')
+    page.get_by_role('button', name='e-Prescription').last.click()
+    expect(page.locator('#tablist li', has_text='e-Prescriptions')
+        ).to_be_visible(timeout=30_000)
+    expect(page.get_by_role('button', name='Sign and Issue').last
+        ).to_be_visible(timeout=30_000)
+    shot(page, 'rx-backoffice-prescription')
+    assert not page.errors, page.errors

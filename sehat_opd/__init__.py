@@ -7,7 +7,8 @@ from trytond.pool import Pool
 
 from . import (
     chat, configuration, evaluation, ir, live, medicament, notifier, opd, otp,
-    patient, prescription, presence, record, region, session, token)
+    patient, prescription, prescription_line, presence, record, region,
+    session, token)
 from . import console, history, pages, routes  # noqa: F401 (HTTP routes)
 
 __all__ = ['register']
@@ -40,7 +41,7 @@ def register():
         evaluation.Token,
         evaluation.Cron,
         prescription.PrescriptionOrder,
-        prescription.PrescriptionLine,
+        prescription_line.PrescriptionLine,
         prescription.RevokeStart,
         module='sehat_opd', type_='model')
     Pool.register(

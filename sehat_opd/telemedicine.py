@@ -167,6 +167,11 @@ def initials(name):
     return ' '.join('%s.' % w[0].upper() for w in words)
 
 
+def format_number(value):
+    "`500.0` -> `500`, `2.5` -> `2.5` (strengths and doses as printed)."
+    return ('%g' % value) if isinstance(value, float) else str(value)
+
+
 def is_minor(birth_date, on_date):
     age = tools.age_in_years(birth_date, on_date)
     return age is not None and age < 18

@@ -259,6 +259,10 @@ def test_doctor_signs_patient_downloads_pharmacist_verifies(
     assert patient.patient_id not in body.inner_text()
     assert 'Acute pharyngitis' not in body.inner_text()
     shot_widths(check, 'rx-verify-genuine')
+    check.goto(url + '?lang=hi')
+    expect(check.locator('.verdict').first).to_contain_text('असली')
+    shot(check, 'rx-verify-genuine-hindi')
+    check.goto(url + '?lang=en')
 
     # the same file uploaded matches; an edited copy does not
     check.set_input_files('#pdf', files=[{'name': 'rx.pdf',

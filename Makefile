@@ -69,15 +69,18 @@ run: install sao
 	trap 'kill $$cron 2>/dev/null; wait $$cron 2>/dev/null' EXIT; \
 	$(BIN)/trytond -c $(CONF) -d $(DATABASE_NAME) -v
 
-# Browsers and the database server the suite needs; installed when missing
-# (as root, from Debian's packages).
+# Browsers, PDF/QR tools, the Devanagari font of the prescriptions and the
+# database server the suite needs; installed when missing (as root, from
+# Debian's packages).
 chromium:
 	@command -v chromium >/dev/null || { \
 		echo "Installing Debian's chromium..."; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -qq chromium poppler-utils zbar-tools >/dev/null; }
-	@command -v pdftoppm >/dev/null || DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium poppler-utils zbar-tools fonts-noto-core >/dev/null; }
+	@{ command -v pdftoppm && command -v zbarimg; } >/dev/null || DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq poppler-utils zbar-tools >/dev/null
+	@test -f /usr/share/fonts/truetype/noto/NotoSansDevanagari-Regular.ttf || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-core >/dev/null
 
 postgresql:
 	@scripts/ensure_postgresql.sh

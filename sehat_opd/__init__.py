@@ -6,11 +6,11 @@ consult online; doctors work from the console and the back office.
 from trytond.pool import Pool
 
 from . import (
-    access, access_log, chat, configuration, contact, ir, live, medicament,
-    notifier, opd, otp, patient, presence, record, region, report, session,
-    token)
+    access, access_log, chat, configuration, contact, evaluation, ir, live,
+    medicament, notifier, opd, otp, patient, prescription, prescription_line,
+    presence, record, region, report, session, token)
 from . import (  # noqa: F401 (HTTP routes)
-    console, pages, pages_public, routes, routes_public)
+    console, history, pages, pages_public, routes, routes_public)
 
 __all__ = ['register']
 
@@ -53,7 +53,14 @@ def register():
         report.ReportContext,
         report.OPDDay,
         report.DoctorDay,
+        evaluation.Evaluation,
+        evaluation.Token,
+        evaluation.Cron,
+        prescription.PrescriptionOrder,
+        prescription_line.PrescriptionLine,
+        prescription.RevokeStart,
         module='sehat_opd', type_='model')
     Pool.register(
         token.OpenConsole,
+        prescription.Revoke,
         module='sehat_opd', type_='wizard')

@@ -78,3 +78,12 @@ class OPDValidationError(ValidationError):
 
 class ConsoleAccessError(AccessError):
     pass
+
+
+class Gone(PortalError):
+    status = 410
+    error_code = 'revoked'
+
+
+class PrescriptionError(UserError):
+    "A consultation record or an e-prescription that cannot be signed."

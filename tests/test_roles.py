@@ -354,6 +354,10 @@ def test_report_graph_in_back_office(server, page, admin, owner,
         state = owner.get('/tokens/current').json().get('state')
         if state == 'called':
             assert owner.post('/tokens/current/call').status_code == 200
+            # with the video module the consultation starts when both are in
+            # the room; the doctor may also start it without video
+            r = khan.post('/tokens/%s/start' % token_id)
+            assert r.status_code == 200, r.text
         r = khan.post('/tokens/%s/complete' % token_id)
         assert r.status_code == 200, r.text
     finally:

@@ -17,6 +17,9 @@ from .live import queue_channel, token_channel
 from .web import api, json_response, read_files, read_json
 
 DOCTOR = '/doctor'
+# how often the open console tells that the doctor is still there; the
+# presence timeout (settings, 2 minutes by default) allows several misses
+HEARTBEAT_SECONDS = 20
 
 
 def doctor_of(pool, session):
@@ -104,19 +107,15 @@ def console_state(pool, healthprof, session=None):
                 'version': queues[0].version if queues else 0,
                 'queue': queues[0].id if queues else None,
                 })
-    queue = []
-    if presence.opd:
-        queue = [t.console_summary() for t in Token.search([
-                    ('opd', '=', presence.opd.id),
-                    ('date', '=', presence.opd.today()),
-                    ('state', '=', 'waiting'),
-                    ], order=[('seq', 'ASC'), ('id', 'ASC')], limit=100)]
+    queue = Token.console_queue(presence.opd) if presence.opd else []
     current = presence.current_token
     return {
         'doctor': healthprof.portal_profile(),
         'csrf_token': session.csrf if session else None,
         'online': bool(presence.online),
+        'busy': bool(current),
         'opd': presence.opd.id if presence.opd else None,
+        'heartbeat_seconds': HEARTBEAT_SECONDS,
         'opds': opds,
         'queue': queue,
         'current': current.console_detail() if current else None,
@@ -124,7 +123,8 @@ def console_state(pool, healthprof, session=None):
         }
 
 
-@api(DOCTOR + '/online', methods=['POST'], auth='user')
+@api(DOCTOR + '/online', methods=['POST'], auth='user',
+    locking=True)
 def go_online(request, pool, session):
     OPD = pool.get('sehat.opd')
     Presence = pool.get('sehat.opd.presence')
@@ -134,7 +134,8 @@ def go_online(request, pool, session):
     return console_state(pool, healthprof, session)
 
 
-@api(DOCTOR + '/offline', methods=['POST'], auth='user')
+@api(DOCTOR + '/offline', methods=['POST'], auth='user',
+    locking=True)
 def go_offline(request, pool, session):
     Presence = pool.get('sehat.opd.presence')
     healthprof = doctor_of(pool, session)
@@ -142,7 +143,8 @@ def go_offline(request, pool, session):
     return console_state(pool, healthprof, session)
 
 
-@api(DOCTOR + '/heartbeat', methods=['POST'], auth='user')
+@api(DOCTOR + '/heartbeat', methods=['POST'], auth='user',
+    locking=True)
 def heartbeat(request, pool, session):
     Presence = pool.get('sehat.opd.presence')
     healthprof = doctor_of(pool, session)
@@ -152,7 +154,8 @@ def heartbeat(request, pool, session):
     return console_state(pool, healthprof, session)
 
 
-@api(DOCTOR + '/call-next', methods=['POST'], auth='user')
+@api(DOCTOR + '/call-next', methods=['POST'], auth='user',
+    locking=True)
 def call_next(request, pool, session):
     Presence = pool.get('sehat.opd.presence')
     healthprof = doctor_of(pool, session)
@@ -167,7 +170,7 @@ def token_detail(request, pool, session, token_id):
 
 
 @api(DOCTOR + '/tokens/<int:token_id>/complete', methods=['POST'],
-    auth='user')
+    auth='user', locking=True)
 def complete(request, pool, session, token_id):
     Token = pool.get('sehat.opd.token')
     healthprof = doctor_of(pool, session)

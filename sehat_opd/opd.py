@@ -372,6 +372,28 @@ class Queue(ModelSQL, ModelView):
         Live.publish_queues(queue_ids)
 
 
+def read_committed():
+    """Run the current transaction at READ COMMITTED (PostgreSQL).
+
+    Call it first thing in a transaction that takes row locks on shared
+    rows (the OPD's day queue, a doctor's presence): it discards what the
+    transaction did so far. trytond runs transactions at REPEATABLE READ,
+    where a transaction that waited for a row lock is rolled back as soon as
+    the holder commits a change to that row; n clients racing for one queue
+    then cost O(n²) attempts and exhaust trytond's retries. At READ COMMITTED
+    the waiter gets the lock and reads what the holder committed, so the
+    lock alone serialises them. The connection goes back to REPEATABLE READ
+    when trytond takes it from its pool again.
+    """
+    from trytond import backend
+    if backend.name != 'postgresql':
+        return
+    from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED
+    connection = Transaction().connection
+    connection.rollback()
+    connection.set_session(isolation_level=ISOLATION_LEVEL_READ_COMMITTED)
+
+
 def lock_rows(cursor, table_name, ids):
     "SELECT ... FOR UPDATE on PostgreSQL; SQLite serialises writers anyway."
     if not ids or not Transaction().database.has_select_for():

@@ -139,14 +139,17 @@ class Presence(ModelSQL, ModelView):
     def heartbeat(self):
         """The console is open: keep the doctor online.
 
-        Also the moment to requeue the doctor's called patient who let the
-        window pass, rather than waiting for the cron job.
+        Also the moment to requeue the OPD's called patients who let the
+        window pass, rather than waiting for the cron job, and to give a
+        free doctor the patient whose pause after a missed call is over.
         """
         Token = Pool().get('sehat.opd.token')
         self.last_heartbeat = dt.datetime.now()
         self.save()
         if self.opd:
             Token.requeue_missed(self.opd)
+            if self.online and not self.__class__(self.id).current_token:
+                Token.dispatch(self.opd)
 
     def call_next(self):
         "The doctor's 'Call next patient': return the token called."
@@ -156,7 +159,7 @@ class Presence(ModelSQL, ModelView):
         if self.current_token:
             raise TokenStateError(gettext('sehat_opd.msg_presence_busy'))
         self.last_heartbeat = dt.datetime.now()
-        token = Token.assign_next(self)
+        token = Token.assign_next(self, automatic=False)
         if token is None:
             raise TokenStateError(gettext('sehat_opd.msg_queue_empty'))
         return token

@@ -180,7 +180,7 @@ def opds(request, pool, session):
 
 
 @api('/tokens', methods=['POST'], auth='patient',
-    max_size=web.UPLOAD_MAX_REQUEST)
+    max_size=web.UPLOAD_MAX_REQUEST, locking=True)
 def take_token(request, pool, session):
     OPD = pool.get('sehat.opd')
     Token = pool.get('sehat.opd.token')
@@ -205,15 +205,24 @@ def take_token(request, pool, session):
 
 @api('/tokens/current', auth='patient')
 def current_token(request, pool, session):
+    return _status(pool, session)
+
+
+def _status(pool, session):
+    """The patient's waiting-room status; 404 without an active token.
+
+    A call whose window has passed is settled here (the token goes back in
+    line) rather than shown as an answerable call until the next sweep.
+    """
     Token = pool.get('sehat.opd.token')
     status = Token.status(session.owner)
     if status is None:
         raise NotFound(gettext('sehat_opd.msg_token_none'))
-    return _public_status(status)
-
-
-def _public_status(status):
-    status = dict(status)
+    if status['state'] == 'called' and status['call_seconds_left'] == 0:
+        Token.requeue_missed(token_ids=[status['token_id']])
+        status = Token.status(session.owner, cached=False)
+        if status is None:
+            raise NotFound(gettext('sehat_opd.msg_token_none'))
     status['live'] = web.database_has_bus(Transaction().database.name)
     return status
 
@@ -250,18 +259,15 @@ def wait_token(request, database_name):
 def _status_once(request, pool):
     @web.with_transaction(readonly=False)
     def read(request, pool):
-        Token = pool.get('sehat.opd.token')
         with Transaction().set_context(
                 language=web.request_language(request)):
             session = web.authenticate(request, pool, 'patient')
-            status = Token.status(session.owner)
-            if status is None:
-                raise NotFound(gettext('sehat_opd.msg_token_none'))
-            return _public_status(status)
+            return _status(pool, session)
     return read(request, pool)
 
 
-@api('/tokens/current/cancel', methods=['POST'], auth='patient')
+@api('/tokens/current/cancel', methods=['POST'], auth='patient',
+    locking=True)
 def cancel_token(request, pool, session):
     Token = pool.get('sehat.opd.token')
     token = _current_token(pool, _patient(pool, session))
@@ -271,11 +277,18 @@ def cancel_token(request, pool, session):
     return {'token_number': token.number, 'state': 'cancelled'}
 
 
-@api('/tokens/current/call', methods=['POST'], auth='patient')
+@api('/tokens/current/call', methods=['POST'], auth='patient',
+    locking=True)
 def answer_call(request, pool, session):
+    """The patient answers Call Now. `next_url` is where to go next (the
+    consultation page of the video module), null in the core."""
     token = _current_token(pool, _patient(pool, session))
     token.answer()
-    return {'token_number': token.number, 'state': token.state}
+    return {
+        'token_number': token.number,
+        'state': token.state,
+        'next_url': token.consultation_url(),
+        }
 
 
 @api('/tokens/current/files', methods=['POST'], auth='patient',

@@ -22,6 +22,7 @@ from trytond.transaction import Transaction
 from trytond.wsgi import app
 
 from .exceptions import Forbidden, InvalidInput, PortalError, Unauthorized
+from .opd import read_committed
 
 logger = logging.getLogger(__name__)
 
@@ -186,18 +187,20 @@ def clear_cookie(response, request, name):
         httponly=True, samesite='Lax', secure=request.scheme == 'https')
 
 
-def api(path, methods=('GET',), auth=None, max_size=None, readonly=False):
+def api(path, methods=('GET',), auth=None, max_size=None, readonly=False,
+        locking=False):
     """Register an API v1 route.
 
     The function gets (request, pool, session, **url values) inside a
     transaction, with the patient's language, and returns a Response, a
     JSON-able value, or a PortalError *instance*: that error is answered
     after the transaction is committed (for failures that must be counted,
-    such as a wrong OTP).
+    such as a wrong OTP). `locking` routes take row locks on the queue's
+    shared rows and run at READ COMMITTED (see opd.read_committed).
     """
     def decorator(func):
         inner = with_transaction(readonly=readonly)(
-            _with_session(func, auth))
+            _with_session(func, auth, locking))
 
         @wraps(func)
         def endpoint(request, database_name, **kwargs):
@@ -220,9 +223,11 @@ def api(path, methods=('GET',), auth=None, max_size=None, readonly=False):
     return decorator
 
 
-def _with_session(func, auth):
+def _with_session(func, auth, locking=False):
     @wraps(func)
     def wrapper(request, pool, **kwargs):
+        if locking:
+            read_committed()
         transaction = Transaction()
         language = request_language(request)
         with transaction.set_context(language=language):

@@ -1,0 +1,253 @@
+"""What patients and doctors see of tokens: the waiting-room status (the hot
+path of the service), the queue snapshot behind it, and the doctor
+console's views of a queue and of a patient.
+
+A mixin of `sehat.opd.token` (token.py holds the model and its workflow).
+"""
+import datetime as dt
+
+from trytond.pool import Pool
+from trytond.transaction import Transaction
+
+from .tools import eta_seconds, local_now
+
+ACTIVE_STATES = ('waiting', 'called', 'in_consultation')
+
+
+def _utc_iso(value):
+    return value.replace(tzinfo=dt.timezone.utc).isoformat() if value else None
+
+
+class WaitingRoomMixin:
+    "The read side of OPD tokens."
+    __slots__ = ()
+
+    # Hooks of the modules built on the core ------------------------------
+
+    def consultation_url(self):
+        """Where the patient goes once Call Now is answered, or None.
+
+        None in the core: the waiting room then says "in consultation".
+        The video module returns its consultation page.
+        """
+        return None
+
+    def doctor_consultation_url(self):
+        """The doctor's page for this consultation, or None.
+
+        None in the core; the video module returns its consultation page
+        (video, chat, patient summary) and the console links to it.
+        """
+        return None
+
+    # Waiting room ----------------------------------------------------
+
+    @classmethod
+    def status(cls, patient_id, cached=True):
+        """The waiting-room status of the patient's active token, or None.
+
+        The hot path of the service: one indexed query, then the queue's
+        snapshot from the per-process cache keyed by the queue's version,
+        so its cost does not grow with the length of the queue. A caller
+        that changed the queue in this transaction passes `cached=False`:
+        a snapshot of uncommitted work must not be shared.
+        """
+        pool = Pool()
+        Live = pool.get('sehat.opd.live')
+        token = cls.__table__()
+        queue = pool.get('sehat.opd.queue').__table__()
+        opd = pool.get('sehat.opd').__table__()
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*token.join(queue, condition=queue.id == token.queue
+                ).join(opd, condition=opd.id == token.opd
+                ).select(
+                token.id, token.number, token.state, token.date,
+                token.call_deadline, token.answered_at, token.healthprof,
+                token.queue, queue.version, token.opd, opd.timezone,
+                where=(token.patient == patient_id)
+                & token.state.in_(list(ACTIVE_STATES)),
+                order_by=[token.id.desc], limit=1))
+        row = cursor.fetchone()
+        if not row:
+            return None
+        (token_id, number, state, date, deadline, answered, healthprof,
+            queue_id, version, opd_id, timezone) = row
+        if cached:
+            snapshot = Live.snapshot(queue_id, version)
+        else:
+            snapshot = cls.queue_snapshot(queue_id)
+        position = snapshot['positions'].get(token_id)
+        if date < local_now(timezone).date():
+            # the day has ended; the cron job has not passed yet
+            state = 'expired'
+        seconds_left = None
+        if state == 'called' and deadline and not answered:
+            seconds_left = max(0, int(
+                    (deadline - dt.datetime.now()).total_seconds()))
+        consultation_url = None
+        if state == 'in_consultation' or (state == 'called' and answered):
+            consultation_url = cls(token_id).consultation_url()
+        waiting = state == 'waiting'
+        return {
+            'token_id': token_id,
+            'queue_id': queue_id,
+            'token_number': number,
+            'state': state,
+            'date': date.isoformat(),
+            'opd': {'id': opd_id, 'name': snapshot['opd_name']},
+            'position': position if waiting else None,
+            'waiting': snapshot['waiting'],
+            'eta_seconds': eta_seconds(
+                position, snapshot['doctors_online'],
+                snapshot['average_seconds']) if waiting else None,
+            'doctors_online': snapshot['doctors_online'],
+            'doctors': snapshot['doctors'],
+            'doctor': snapshot['doctor_profiles'].get(healthprof)
+            if state in {'called', 'in_consultation'} else None,
+            'call_deadline': _utc_iso(deadline)
+            if seconds_left is not None else None,
+            'call_seconds_left': seconds_left,
+            'answered': bool(answered),
+            'consultation_url': consultation_url,
+            'version': version,
+            }
+
+    @classmethod
+    def queue_snapshot(cls, queue_id):
+        "What every waiting patient of a queue sees (Live caches it)."
+        pool = Pool()
+        Queue = pool.get('sehat.opd.queue')
+        Presence = pool.get('sehat.opd.presence')
+        queue = Queue(queue_id)
+        opd = queue.opd
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*table.select(table.id,
+                where=(table.queue == queue_id) & (table.state == 'waiting'),
+                order_by=[table.seq.asc, table.id.asc]))
+        positions = {id_: i for i, (id_,) in enumerate(cursor, 1)}
+        online = Presence.online_in(opd)
+        profiles = {p.healthprof.id: p.healthprof.portal_profile()
+            for p in Presence.search([('opd', '=', opd.id)])}
+        doctors = []
+        for presence in online:
+            profile = dict(profiles[presence.healthprof.id])
+            profile['busy'] = bool(presence.current_token)
+            doctors.append(profile)
+        return {
+            'positions': positions,
+            'waiting': len(positions),
+            'opd_name': opd.rec_name,
+            'doctors_online': len(online),
+            'doctors': doctors,
+            'doctor_profiles': profiles,
+            'average_seconds': cls.average_consultation(opd),
+            }
+
+    @classmethod
+    def average_consultation(cls, opd, sample=20):
+        "Mean length in seconds of the OPD's recent consultations."
+        tokens = cls.search([
+                ('opd', '=', opd.id),
+                ('state', '=', 'completed'),
+                ('started_at', '!=', None),
+                ('ended_at', '!=', None),
+                ], order=[('ended_at', 'DESC')], limit=sample)
+        durations = [(t.ended_at - t.started_at).total_seconds()
+            for t in tokens]
+        if len(durations) < 3:
+            return opd.consultation_minutes * 60
+        return sum(durations) / len(durations)
+
+    # Doctor console --------------------------------------------------
+
+    @classmethod
+    def console_queue(cls, opd, limit=100):
+        "The waiting patients of `opd` today, in order, as the console lists."
+        pool = Pool()
+        Attachment = pool.get('ir.attachment')
+        Record = pool.get('sehat.opd.record')
+        tokens = cls.search([
+                ('opd', '=', opd.id),
+                ('date', '=', opd.today()),
+                ('state', '=', 'waiting'),
+                ], order=[('seq', 'ASC'), ('id', 'ASC')], limit=limit)
+        files = {}
+        for attachment in Attachment.search([
+                    ('resource', 'in', [str(t) for t in tokens]),
+                    ('sehat_origin', '!=', None),
+                    ], order=[('id', 'ASC')]):
+            files.setdefault(attachment.resource.id, []).append(attachment)
+        result = []
+        for token in tokens:
+            summary = token.console_summary()
+            summary['files'] = [Record.describe(a)
+                for a in files.get(token.id, [])]
+            result.append(summary)
+        return result
+
+    def console_summary(self):
+        "A token as a line of the doctor's queue."
+        party = self.patient.party
+        return {
+            'id': self.id,
+            'number': self.number,
+            'state': self.state,
+            'patient': {
+                'name': party.name,
+                'age': self.patient.age,
+                'gender': party.gender,
+                },
+            'complaint': self.complaint,
+            'records': self.records,
+            'waited_minutes': self.wait_minutes,
+            'missed_calls': self.missed_calls,
+            }
+
+    def console_detail(self):
+        """What the doctor sees of the patient during the consultation:
+        demographics, service details, complaint, records, history."""
+        pool = Pool()
+        Record = pool.get('sehat.opd.record')
+        Message = pool.get('sehat.opd.message')
+        detail = self.console_summary()
+        profile = self.patient.portal_profile()
+        for private in ('mobile', 'email', 'address'):
+            profile.pop(private, None)
+        past = self.search([
+                ('patient', '=', self.patient.id),
+                ('id', '!=', self.id),
+                ('state', '=', 'completed'),
+                ], order=[('date', 'DESC')], limit=20)
+        seconds_left = None
+        if (self.state == 'called' and self.call_deadline
+                and not self.answered_at):
+            seconds_left = max(0, int(
+                    (self.call_deadline - dt.datetime.now()).total_seconds()))
+        detail.update({
+                'opd': {'id': self.opd.id, 'name': self.opd.rec_name},
+                'date': self.date.isoformat(),
+                'profile': profile,
+                'files': [Record.describe(a) for a in Record.list(self)],
+                'history': [t.portal_summary() for t in past],
+                'doctor': self.healthprof.id if self.healthprof else None,
+                'call_deadline': _utc_iso(self.call_deadline),
+                'call_seconds_left': seconds_left,
+                'call_window': self.opd.call_window,
+                'answered': bool(self.answered_at),
+                'started_at': _utc_iso(self.started_at),
+                'messages': Message.search_count([('token', '=', self.id)]),
+                'consultation_url': self.doctor_consultation_url(),
+                })
+        return detail
+
+    def portal_summary(self):
+        "A past or present token as the patient sees it."
+        return {
+            'token_number': self.number,
+            'opd': {'id': self.opd.id, 'name': self.opd.rec_name},
+            'date': self.date.isoformat(),
+            'state': self.state,
+            'complaint': self.complaint,
+            'doctor': self.healthprof.rec_name if self.healthprof else None,
+            }

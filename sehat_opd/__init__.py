@@ -8,7 +8,7 @@ from trytond.pool import Pool
 from . import (
     chat, configuration, ir, live, medicament, notifier, opd, otp, patient,
     presence, record, region, session, token)
-from . import console, pages, routes  # noqa: F401 (HTTP routes)
+from . import console, pages, pages_queue, routes  # noqa: F401 (HTTP)
 
 __all__ = ['register']
 

@@ -23,6 +23,7 @@ from trytond.wsgi import app
 
 from . import tools, web
 from .exceptions import PortalError
+from .opd import read_committed
 
 HERE = Path(__file__).resolve().parent
 FORM_COOKIE = 'sehat_form'
@@ -140,7 +141,8 @@ def check_form(request):
     return True
 
 
-def page(path, methods=('GET',), patient=False):
+def page(path, methods=('GET',), patient=False, locking=False,
+        max_size=None):
     """Register a portal page.
 
     The function gets (request, pool, session, **url values) inside a
@@ -148,11 +150,16 @@ def page(path, methods=('GET',), patient=False):
     session or None (with `patient=True` a visitor without one is sent to
     the login page). It returns a Response (render() or redirect()).
     A POST without the form token of the page is answered 400.
+    `locking` and `max_size` are those of web.api.
     """
     def decorator(func):
-        @with_transaction()
+        # not read-only even for GET: checking a session may record its
+        # activity, and the waiting room settles a passed Call Now
+        @with_transaction(readonly=False)
         @wraps(func)
         def inner(request, pool, **kwargs):
+            if locking and request.method == 'POST':
+                read_committed()
             with Transaction().set_context(
                     language=web.request_language(request)):
                 session = current_session(request, pool)
@@ -178,6 +185,8 @@ def page(path, methods=('GET',), patient=False):
                 web.logger.exception('portal page %s failed', request.path)
                 return render(request, 'error.html', status=500,
                     message_id='server_error')
+        if max_size:
+            endpoint.max_request_size = max_size
         app.route(web.PORTAL + path, methods=list(methods))(endpoint)
         return func
     return decorator

@@ -11,7 +11,7 @@ from trytond.transaction import Transaction
 from trytond.wsgi import app
 
 from . import web
-from .exceptions import InvalidInput, NotFound, TokenStateError, Unauthorized
+from .exceptions import InvalidInput, NotFound, Unauthorized
 from .live import queue_channel, token_channel
 from .web import api, json_response, read_files, read_json
 
@@ -186,14 +186,7 @@ def take_token(request, pool, session):
     Token = pool.get('sehat.opd.token')
     data = read_json(request)
     opd = OPD.get_portal(data.get('opd'))
-    complaint = data.get('complaint')
-    if complaint is not None and not isinstance(complaint, str):
-        raise InvalidInput(gettext('sehat_opd.msg_token_complaint'),
-            field='complaint')
-    if complaint and len(complaint) > 2000:
-        raise InvalidInput(gettext('sehat_opd.msg_token_complaint'),
-            field='complaint')
-    token = Token.issue(_patient(pool, session), opd, complaint,
+    token = Token.issue(_patient(pool, session), opd, data.get('complaint'),
         read_files(request))
     return json_response({
             'token_number': token.number,
@@ -209,21 +202,11 @@ def current_token(request, pool, session):
 
 
 def _status(pool, session):
-    """The patient's waiting-room status; 404 without an active token.
-
-    A call whose window has passed is settled here (the token goes back in
-    line) rather than shown as an answerable call until the next sweep.
-    """
+    "The patient's waiting-room status; 404 without an active token."
     Token = pool.get('sehat.opd.token')
-    status = Token.status(session.owner)
+    status = Token.waiting_status(session.owner)
     if status is None:
         raise NotFound(gettext('sehat_opd.msg_token_none'))
-    if status['state'] == 'called' and status['call_seconds_left'] == 0:
-        Token.requeue_missed(token_ids=[status['token_id']])
-        status = Token.status(session.owner, cached=False)
-        if status is None:
-            raise NotFound(gettext('sehat_opd.msg_token_none'))
-    status['live'] = web.database_has_bus(Transaction().database.name)
     return status
 
 
@@ -269,11 +252,8 @@ def _status_once(request, pool):
 @api('/tokens/current/cancel', methods=['POST'], auth='patient',
     locking=True)
 def cancel_token(request, pool, session):
-    Token = pool.get('sehat.opd.token')
     token = _current_token(pool, _patient(pool, session))
-    if token.state not in {'waiting', 'called'}:
-        raise TokenStateError(gettext('sehat_opd.msg_token_cancel_state'))
-    Token.cancel([token])
+    token.cancel_by_patient()
     return {'token_number': token.number, 'state': 'cancelled'}
 
 
@@ -296,11 +276,8 @@ def answer_call(request, pool, session):
 def add_files(request, pool, session):
     Record = pool.get('sehat.opd.record')
     token = _current_token(pool, _patient(pool, session))
-    files = read_files(request, 'files') + read_files(request, 'file')
-    if not files:
-        raise InvalidInput(gettext('sehat_opd.msg_upload_none'),
-            field='file')
-    stored = Record.store(token, files, origin='waiting')
+    stored = token.add_records(
+        read_files(request, 'files') + read_files(request, 'file'))
     return json_response(
         {'files': [Record.describe(a) for a in stored]}, status=201)
 

@@ -14,10 +14,12 @@ from trytond.pool import Pool
 from trytond.pyson import Eval
 from trytond.transaction import Transaction
 
-from .exceptions import Conflict, OPDClosed, QueueFull, TokenStateError
+from .exceptions import (
+    Conflict, InvalidInput, OPDClosed, QueueFull, TokenStateError)
 from .opd import lock_rows
 from .waiting import ACTIVE_STATES, WaitingRoomMixin
 
+MAX_COMPLAINT = 2000
 STATES = [
     ('waiting', "Waiting"),
     ('called', "Called"),
@@ -257,7 +259,7 @@ class Token(WaitingRoomMixin, Workflow, ModelSQL, ModelView):
                     opd=opd.rec_name,
                     opening=opening.strftime('%a %d %b %Y %H:%M')
                     if opening else '-'), field='opd')
-        complaint = (complaint or '').strip()
+        complaint = cls.check_complaint(complaint)
         Record.check_files(files)
 
         queue = Queue.get_locked(opd, opd.today())
@@ -306,6 +308,18 @@ class Token(WaitingRoomMixin, Workflow, ModelSQL, ModelView):
         Queue.bump([queue.id])
         cls.dispatch(opd)
         return token
+
+    @staticmethod
+    def check_complaint(complaint):
+        "The complaint as sent by the patient, cleaned; 422 when unfit."
+        if complaint is not None and not isinstance(complaint, str):
+            raise InvalidInput(gettext('sehat_opd.msg_token_complaint'),
+                field='complaint')
+        complaint = (complaint or '').strip()
+        if len(complaint) > MAX_COMPLAINT:
+            raise InvalidInput(gettext('sehat_opd.msg_token_complaint'),
+                field='complaint')
+        return complaint
 
     @classmethod
     def waiting_count(cls, queue):
@@ -448,6 +462,22 @@ class Token(WaitingRoomMixin, Workflow, ModelSQL, ModelView):
         for token in tokens:
             Notifier.notify('token_cancelled', patient=token.patient, values={
                     'token': token.number, 'opd': token.opd.rec_name})
+
+    def cancel_by_patient(self):
+        "The patient gives up the token (only while waiting or called)."
+        if self.state not in {'waiting', 'called'}:
+            raise TokenStateError(
+                gettext('sehat_opd.msg_token_cancel_state'))
+        self.cancel([self])
+
+    def add_records(self, files):
+        """Attach health records sent from the waiting room; return the
+        attachments. As many as the request allowed may be added."""
+        Record = Pool().get('sehat.opd.record')
+        if not files:
+            raise InvalidInput(gettext('sehat_opd.msg_upload_none'),
+                field='file')
+        return Record.store(self, files, origin='waiting')
 
     @classmethod
     @ModelView.button

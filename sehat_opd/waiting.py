@@ -5,6 +5,7 @@ console's views of a queue and of a patient.
 A mixin of `sehat.opd.token` (token.py holds the model and its workflow).
 """
 import datetime as dt
+import math
 
 from trytond.pool import Pool
 from trytond.transaction import Transaction
@@ -12,6 +13,11 @@ from trytond.transaction import Transaction
 from .tools import eta_seconds, local_now
 
 ACTIVE_STATES = ('waiting', 'called', 'in_consultation')
+
+
+def seconds_until(deadline):
+    "Whole seconds left before `deadline`: 0 only once it has passed."
+    return max(0, math.ceil((deadline - dt.datetime.now()).total_seconds()))
 
 
 def _utc_iso(value):
@@ -64,6 +70,7 @@ class WaitingRoomMixin:
                 token.id, token.number, token.state, token.date,
                 token.call_deadline, token.answered_at, token.healthprof,
                 token.queue, queue.version, token.opd, opd.timezone,
+                token.missed_calls,
                 where=(token.patient == patient_id)
                 & token.state.in_(list(ACTIVE_STATES)),
                 order_by=[token.id.desc], limit=1))
@@ -71,7 +78,7 @@ class WaitingRoomMixin:
         if not row:
             return None
         (token_id, number, state, date, deadline, answered, healthprof,
-            queue_id, version, opd_id, timezone) = row
+            queue_id, version, opd_id, timezone, missed_calls) = row
         if cached:
             snapshot = Live.snapshot(queue_id, version)
         else:
@@ -82,8 +89,7 @@ class WaitingRoomMixin:
             state = 'expired'
         seconds_left = None
         if state == 'called' and deadline and not answered:
-            seconds_left = max(0, int(
-                    (deadline - dt.datetime.now()).total_seconds()))
+            seconds_left = seconds_until(deadline)
         consultation_url = None
         if state == 'in_consultation' or (state == 'called' and answered):
             consultation_url = cls(token_id).consultation_url()
@@ -107,10 +113,29 @@ class WaitingRoomMixin:
             'call_deadline': _utc_iso(deadline)
             if seconds_left is not None else None,
             'call_seconds_left': seconds_left,
+            'call_window': snapshot['call_window'],
             'answered': bool(answered),
+            'missed_calls': missed_calls or 0,
             'consultation_url': consultation_url,
             'version': version,
             }
+
+    @classmethod
+    def waiting_status(cls, patient_id):
+        """The status the waiting room shows (`status` plus `live`).
+
+        A call whose window has passed is settled here (the token goes back
+        in line) rather than shown as an answerable call until the next
+        sweep of the doctor's heartbeat or the cron job.
+        """
+        status = cls.status(patient_id)
+        if status and status['state'] == 'called' and (
+                status['call_seconds_left'] == 0):
+            cls.requeue_missed(token_ids=[status['token_id']])
+            status = cls.status(patient_id, cached=False)
+        if status is not None:
+            status['live'] = Transaction().database.has_channel()
+        return status
 
     @classmethod
     def queue_snapshot(cls, queue_id):
@@ -138,6 +163,7 @@ class WaitingRoomMixin:
             'positions': positions,
             'waiting': len(positions),
             'opd_name': opd.rec_name,
+            'call_window': opd.call_window,
             'doctors_online': len(online),
             'doctors': doctors,
             'doctor_profiles': profiles,
@@ -222,8 +248,7 @@ class WaitingRoomMixin:
         seconds_left = None
         if (self.state == 'called' and self.call_deadline
                 and not self.answered_at):
-            seconds_left = max(0, int(
-                    (self.call_deadline - dt.datetime.now()).total_seconds()))
+            seconds_left = seconds_until(self.call_deadline)
         detail.update({
                 'opd': {'id': self.opd.id, 'name': self.opd.rec_name},
                 'date': self.date.isoformat(),

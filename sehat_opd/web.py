@@ -133,7 +133,11 @@ def read_files(request, name='files'):
     "Uploaded files as (filename, bytes) pairs."
     files = []
     for storage in request.files.getlist(name):
-        files.append((storage.filename, storage.read()))
+        data = storage.read()
+        if not storage.filename and not data:
+            # what a browser sends for a file input left empty
+            continue
+        files.append((storage.filename, data))
     return files
 
 

@@ -65,6 +65,10 @@ class OPD(DeactivableMixin, ModelSQL, ModelView):
     doctors = fields.Many2Many(
         'sehat.opd-gnuhealth.healthprofessional', 'opd', 'healthprof',
         "Doctors")
+    open_now = fields.Function(fields.Boolean("Open Now"), 'get_live')
+    doctors_online = fields.Function(
+        fields.Integer("Doctors Online"), 'get_live')
+    waiting = fields.Function(fields.Integer("Waiting Now"), 'get_live')
 
     @classmethod
     def __setup__(cls):
@@ -114,6 +118,27 @@ class OPD(DeactivableMixin, ModelSQL, ModelView):
                 'open_time': config.default_open_time,
                 'close_time': config.default_close_time,
                 } for day in range(6)]
+
+    @classmethod
+    def get_live(cls, opds, names):
+        "Today's figures of the OPDs, for the staff's list."
+        pool = Pool()
+        Presence = pool.get('sehat.opd.presence')
+        Token = pool.get('sehat.opd.token')
+        Queue = pool.get('sehat.opd.queue')
+        result = {name: {} for name in names}
+        for opd in opds:
+            if 'open_now' in names:
+                result['open_now'][opd.id] = opd.is_open()
+            if 'doctors_online' in names:
+                result['doctors_online'][opd.id] = len(
+                    Presence.online_in(opd))
+            if 'waiting' in names:
+                queues = Queue.search([
+                        ('opd', '=', opd.id), ('date', '=', opd.today())])
+                result['waiting'][opd.id] = (
+                    Token.waiting_count(queues[0]) if queues else 0)
+        return result
 
     @classmethod
     def validate_fields(cls, opds, field_names):

@@ -34,6 +34,13 @@ class Presence(ModelSQL, ModelView):
         'sehat.opd.token', "Current Patient", readonly=True,
         ondelete='SET NULL')
     busy = fields.Function(fields.Boolean("Busy"), 'get_busy')
+    # durations, not datetimes, in lists: the web client has no datetime
+    # column (and "silent for 3 min" is what staff want to know)
+    online_for = fields.Function(
+        fields.TimeDelta("Online For"), 'get_durations')
+    silent_for = fields.Function(fields.TimeDelta("Silent For",
+            help="Time since the doctor's console last sent a heartbeat."),
+        'get_durations')
 
     @classmethod
     def __setup__(cls):
@@ -53,6 +60,21 @@ class Presence(ModelSQL, ModelView):
 
     def get_busy(self, name):
         return bool(self.current_token)
+
+    @classmethod
+    def get_durations(cls, presences, names):
+        now = dt.datetime.now().replace(microsecond=0)
+        result = {name: {} for name in names}
+        for presence in presences:
+            if 'online_for' in names:
+                result['online_for'][presence.id] = (
+                    now - presence.online_since.replace(microsecond=0)
+                    if presence.online and presence.online_since else None)
+            if 'silent_for' in names:
+                result['silent_for'][presence.id] = (
+                    now - presence.last_heartbeat.replace(microsecond=0)
+                    if presence.last_heartbeat else None)
+        return result
 
     def get_rec_name(self, name):
         return self.healthprof.rec_name

@@ -86,12 +86,20 @@ class Token(WaitingRoomMixin, Workflow, ModelSQL, ModelView):
     appointment = fields.Many2One(
         'gnuhealth.appointment', "Appointment", readonly=True,
         ondelete='RESTRICT')
+    position = fields.Function(fields.Integer("Place in Line",
+            help="Place among today's waiting patients of the OPD."),
+        'get_position')
     patient_age = fields.Function(fields.Char("Age"), 'get_patient_age')
+    patient_gender = fields.Function(fields.Selection(
+            'get_genders', "Gender"), 'get_patient_gender')
     records = fields.Function(fields.Integer("Records"), 'get_records')
     wait_minutes = fields.Function(
         fields.Integer("Waited (min)"), 'get_wait_minutes')
     my_opd = fields.Function(
         fields.Boolean("In My OPDs"), 'get_my_opd', searcher='search_my_opd')
+    today = fields.Function(fields.Boolean("Today",
+            help="Of the OPD's current day (in the OPD's timezone)."),
+        'get_today', searcher='search_today')
 
     @classmethod
     def __setup__(cls):
@@ -115,7 +123,8 @@ class Token(WaitingRoomMixin, Workflow, ModelSQL, ModelView):
                 Index(t, (t.opd, Index.Equality()),
                     (t.date, Index.Range())),
                 })
-        cls._order = [('date', 'DESC'), ('seq', 'ASC'), ('id', 'DESC')]
+        cls._order = [
+            ('date', 'DESC'), ('opd', 'ASC'), ('seq', 'ASC'), ('id', 'DESC')]
         cls._transitions |= {
             ('waiting', 'called'),
             ('called', 'waiting'),
@@ -143,8 +152,7 @@ class Token(WaitingRoomMixin, Workflow, ModelSQL, ModelView):
                     'depends': ['state'],
                     },
                 'open_console': {
-                    'invisible': ~Eval('state').in_(
-                        ['called', 'in_consultation']),
+                    'invisible': ~Eval('state').in_(list(ACTIVE_STATES)),
                     'depends': ['state'],
                     },
                 })
@@ -178,6 +186,30 @@ class Token(WaitingRoomMixin, Workflow, ModelSQL, ModelView):
         return self.patient.age
 
     @classmethod
+    def get_genders(cls):
+        Party = Pool().get('party.party')
+        return Party.fields_get(['gender'])['gender']['selection']
+
+    def get_patient_gender(self, name):
+        return self.patient.party.gender
+
+    @classmethod
+    def get_position(cls, tokens, name):
+        "One query per queue, whatever the number of tokens."
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        positions = {t.id: None for t in tokens}
+        for queue in {t.queue.id for t in tokens if t.state == 'waiting'}:
+            cursor.execute(*table.select(table.id,
+                    where=(table.queue == queue)
+                    & (table.state == 'waiting'),
+                    order_by=[table.seq.asc, table.id.asc]))
+            for position, (token_id,) in enumerate(cursor, 1):
+                if token_id in positions:
+                    positions[token_id] = position
+        return positions
+
+    @classmethod
     def get_records(cls, tokens, name):
         Attachment = Pool().get('ir.attachment')
         counts = {t.id: 0 for t in tokens}
@@ -205,6 +237,22 @@ class Token(WaitingRoomMixin, Workflow, ModelSQL, ModelView):
         if (operator == '=') == bool(value):
             return [('opd', 'in', mine)]
         return [('opd', 'not in', mine)]
+
+    def get_today(self, name):
+        return self.date == self.opd.today()
+
+    @classmethod
+    def search_today(cls, name, clause):
+        "Today is each OPD's own date: the browser's may be another."
+        OPD = Pool().get('sehat.opd')
+        _, operator, value = clause
+        today = ['OR'] + [[('opd', '=', o.id), ('date', '=', o.today())]
+            for o in OPD.search([('active', 'in', [True, False])])]
+        if len(today) == 1:
+            today = [('id', '=', -1)]
+        if (operator == '=') == bool(value):
+            return [today]
+        return [('id', 'not in', cls.search([today], query=True))]
 
     def get_wait_minutes(self, name):
         end = self.called_at or dt.datetime.now()
@@ -550,9 +598,11 @@ class Token(WaitingRoomMixin, Workflow, ModelSQL, ModelView):
     @classmethod
     @ModelView.button_action('sehat_opd.url_doctor_console')
     def open_console(cls, tokens):
-        "Open the doctor console (video, chat, patient summary)."
+        """Open the doctor console on the token's patient, or the
+        consultation page when a module provides one."""
         token = tokens[0] if tokens else None
-        return {'url': console_url(token)}
+        url = token and token.doctor_consultation_url()
+        return {'url': url or console_url(token)}
 
     @classmethod
     def _release(cls, tokens):

@@ -1,6 +1,7 @@
 "Operational settings of SeHAT OPD, changed by administrators at run time."
 import datetime as dt
 
+from trytond.cache import Cache
 from trytond.config import config
 from trytond.i18n import gettext
 from trytond.model import ModelSingleton, ModelSQL, ModelView, fields
@@ -27,6 +28,9 @@ BOUNDS = [
     ('requeue_limit', 1, 10),
     ('presence_timeout', 30, 600),
     ]
+
+
+_cached = Cache('sehat_opd.configuration.cached', context=False)
 
 
 class Configuration(ModelSingleton, ModelSQL, ModelView):
@@ -139,6 +143,37 @@ class Configuration(ModelSingleton, ModelSQL, ModelView):
     @classmethod
     def default_default_close_time(cls):
         return dt.time(17, 0)
+
+    @classmethod
+    def cached(cls, name):
+        """The setting `name`, read through a cache that every change of
+        the settings clears (in all processes, as Tryton's caches are).
+
+        For the hot paths (each portal request checks its session): a
+        singleton read is two searches and, until the settings are first
+        saved, the computation of every default.
+        """
+        value = _cached.get(name)
+        if value is None:
+            value = getattr(cls(1), name)
+            _cached.set(name, value)
+        return value
+
+    @classmethod
+    def create(cls, vlist):
+        records = super().create(vlist)
+        _cached.clear()
+        return records
+
+    @classmethod
+    def write(cls, *args):
+        super().write(*args)
+        _cached.clear()
+
+    @classmethod
+    def delete(cls, records):
+        super().delete(records)
+        _cached.clear()
 
     @classmethod
     def validate_fields(cls, records, field_names):

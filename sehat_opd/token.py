@@ -86,20 +86,6 @@ class Token(WaitingRoomMixin, Workflow, ModelSQL, ModelView):
     appointment = fields.Many2One(
         'gnuhealth.appointment', "Appointment", readonly=True,
         ondelete='RESTRICT')
-    position = fields.Function(fields.Integer("Place in Line",
-            help="Place among today's waiting patients of the OPD."),
-        'get_position')
-    patient_age = fields.Function(fields.Char("Age"), 'get_patient_age')
-    patient_gender = fields.Function(fields.Selection(
-            'get_genders', "Gender"), 'get_patient_gender')
-    records = fields.Function(fields.Integer("Records"), 'get_records')
-    wait_minutes = fields.Function(
-        fields.Integer("Waited (min)"), 'get_wait_minutes')
-    my_opd = fields.Function(
-        fields.Boolean("In My OPDs"), 'get_my_opd', searcher='search_my_opd')
-    today = fields.Function(fields.Boolean("Today",
-            help="Of the OPD's current day (in the OPD's timezone)."),
-        'get_today', searcher='search_today')
 
     @classmethod
     def __setup__(cls):
@@ -181,84 +167,6 @@ class Token(WaitingRoomMixin, Workflow, ModelSQL, ModelView):
             return [('patient.rec_name',) + tuple(clause[1:])]
         return ['OR', ('number', '=', number),
             ('patient.rec_name',) + tuple(clause[1:])]
-
-    def get_patient_age(self, name):
-        return self.patient.age
-
-    @classmethod
-    def get_genders(cls):
-        Party = Pool().get('party.party')
-        return Party.fields_get(['gender'])['gender']['selection']
-
-    def get_patient_gender(self, name):
-        return self.patient.party.gender
-
-    @classmethod
-    def get_position(cls, tokens, name):
-        "One query per queue, whatever the number of tokens."
-        table = cls.__table__()
-        cursor = Transaction().connection.cursor()
-        positions = {t.id: None for t in tokens}
-        for queue in {t.queue.id for t in tokens if t.state == 'waiting'}:
-            cursor.execute(*table.select(table.id,
-                    where=(table.queue == queue)
-                    & (table.state == 'waiting'),
-                    order_by=[table.seq.asc, table.id.asc]))
-            for position, (token_id,) in enumerate(cursor, 1):
-                if token_id in positions:
-                    positions[token_id] = position
-        return positions
-
-    @classmethod
-    def get_records(cls, tokens, name):
-        Attachment = Pool().get('ir.attachment')
-        counts = {t.id: 0 for t in tokens}
-        for attachment in Attachment.search([
-                    ('resource', 'in', [str(t) for t in tokens]),
-                    ]):
-            counts[attachment.resource.id] += 1
-        return counts
-
-    @classmethod
-    def _my_opd_ids(cls):
-        HealthProfessional = Pool().get('gnuhealth.healthprofessional')
-        healthprof = HealthProfessional.of_user(Transaction().user)
-        return {o.id for o in healthprof.sehat_opds} if healthprof else set()
-
-    @classmethod
-    def get_my_opd(cls, tokens, name):
-        mine = cls._my_opd_ids()
-        return {t.id: t.opd.id in mine for t in tokens}
-
-    @classmethod
-    def search_my_opd(cls, name, clause):
-        _, operator, value = clause
-        mine = list(cls._my_opd_ids())
-        if (operator == '=') == bool(value):
-            return [('opd', 'in', mine)]
-        return [('opd', 'not in', mine)]
-
-    def get_today(self, name):
-        return self.date == self.opd.today()
-
-    @classmethod
-    def search_today(cls, name, clause):
-        "Today is each OPD's own date: the browser's may be another."
-        OPD = Pool().get('sehat.opd')
-        _, operator, value = clause
-        today = ['OR'] + [[('opd', '=', o.id), ('date', '=', o.today())]
-            for o in OPD.search([('active', 'in', [True, False])])]
-        if len(today) == 1:
-            today = [('id', '=', -1)]
-        if (operator == '=') == bool(value):
-            return [today]
-        return [('id', 'not in', cls.search([today], query=True))]
-
-    def get_wait_minutes(self, name):
-        end = self.called_at or dt.datetime.now()
-        if self.state in {'cancelled', 'expired'} and not self.called_at:
-            return None
-        return int((end - self.create_date).total_seconds() // 60)
 
     # Issuing -----------------------------------------------------------
 

@@ -30,7 +30,9 @@ BOUNDS = [
     ]
 
 
-_cached = Cache('sehat_opd.configuration.cached', context=False)
+# named after the module: the test runner may import this file under a
+# second name, and Tryton's cache names must be unique
+_cached = Cache(__name__ + '.cached', context=False)
 
 
 class Configuration(ModelSingleton, ModelSQL, ModelView):

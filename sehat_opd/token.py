@@ -217,6 +217,20 @@ class Token(WaitingRoomMixin, Workflow, ModelSQL, ModelView):
                     if opening else '-'), field='opd')
         complaint = cls.check_complaint(complaint)
         Record.check_files(files)
+        # Booked before the day's queue is locked: from that lock to the
+        # commit, the OPD's requests wait for each other (a refusal below
+        # rolls the appointment back with the rest).
+        appointment, = Appointment.create([{
+                    'patient': patient.id,
+                    'state': 'confirmed',
+                    'appointment_type': 'telemedicine',
+                    'appointment_date': dt.datetime.now(),
+                    'institution': opd.institution.id,
+                    'speciality': opd.specialty.id if opd.specialty else None,
+                    'visit_type': 'new',
+                    'urgency': 'a',
+                    'comments': complaint,
+                    }])
 
         queue = Queue.get_locked(opd, opd.today())
         if queue.last_number >= opd.daily_token_cap:
@@ -234,17 +248,6 @@ class Token(WaitingRoomMixin, Workflow, ModelSQL, ModelView):
         queue.last_number = number
         queue.save()
 
-        appointment, = Appointment.create([{
-                    'patient': patient.id,
-                    'state': 'confirmed',
-                    'appointment_type': 'telemedicine',
-                    'appointment_date': dt.datetime.now(),
-                    'institution': opd.institution.id,
-                    'speciality': opd.specialty.id if opd.specialty else None,
-                    'visit_type': 'new',
-                    'urgency': 'a',
-                    'comments': complaint,
-                    }])
         token, = cls.create([{
                     'patient': patient.id,
                     'opd': opd.id,

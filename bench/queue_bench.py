@@ -10,13 +10,15 @@
 2. Starts trytond under gunicorn with threaded workers (the production
    command of docker/entrypoint.sh: gthread, 2 workers x 32 threads) and
    bench/trytond.conf.
-3. Measures with wrk (bench/bearer.lua sets the patients' Bearer headers),
-   alternating the targets in rounds so that the noise of a shared machine
-   falls on all of them:
+3. Measures with wrk (bench/bearer.lua sets the patients' Bearer headers)
+   three targets:
    - GET /api/v1/health (one record read in a transaction: the floor)
    - GET /api/v1/tokens/current of patients of the 10-waiting OPD
    - GET /api/v1/tokens/current of patients of the 10,000-waiting OPD
-   and reports current/health (target >= 0.7) and 10,000/10 (>= 0.8).
+   first each alone, alternating in rounds, then the three at once (so
+   that the other load of a shared machine falls on all of them at the
+   same moments), and reports current/health (target >= 0.7) and
+   10,000/10 (target >= 0.8) both ways.
 4. 64 parallel POST /tokens from 64 patients: 64 distinct numbers, no
    error; 32 doctors pressing "Call next" at once on 20 waiting: 20 calls,
    each token once, each doctor at most one.
@@ -147,14 +149,34 @@ class Gunicorn:
         self.process.wait(30)
 
 
+def wrk_command(url, seconds, connections, threads=2):
+    return [shutil.which('wrk') or '/usr/bin/wrk', '-t%s' % threads,
+        '-c%s' % connections, '-d%ss' % seconds, '--latency',
+        '-s', str(BENCH / 'bearer.lua'), url]
+
+
 def wrk(url, keys, seconds, connections=16):
     "Requests per second of `url` (wrk, Bearer keys in turn)."
-    output = subprocess.run([
-            shutil.which('wrk') or '/usr/bin/wrk', '-t2',
-            '-c%s' % connections, '-d%ss' % seconds, '--latency',
-            '-s', str(BENCH / 'bearer.lua'), url],
+    output = subprocess.run(wrk_command(url, seconds, connections),
         env=dict(os.environ, KEYS=','.join(keys)),
         check=True, capture_output=True, text=True).stdout
+    return parse_wrk(url, output)
+
+
+def wrk_together(targets, seconds, connections=6):
+    """Run one wrk per (name, url, keys) at the same time: every target
+    meets the same load of the machine; return {name: (rate, p99)}."""
+    processes = {name: subprocess.Popen(
+            wrk_command(url, seconds, connections, threads=1),
+            env=dict(os.environ, KEYS=','.join(keys)),
+            stdout=subprocess.PIPE, text=True)
+        for name, url, keys in targets}
+    urls = {name: url for name, url, _ in targets}
+    return {name: parse_wrk(urls[name], process.communicate()[0])
+        for name, process in processes.items()}
+
+
+def parse_wrk(url, output):
     rate = float(re.search(r'Requests/sec:\s+([\d.]+)', output).group(1))
     errors = re.search(r'Non-2xx or 3xx responses: (\d+)', output)
     if errors:
@@ -199,23 +221,38 @@ def main():
         # warm every worker's caches (pool, snapshots) before measuring
         wrk(health, data['small'], 3)
         wrk(current, data['small'] + data['large'], 3)
-        rates = {'health': [], 'current_10': [], 'current_10000': []}
+        targets = [
+            ('health', health, data['small']),
+            ('current_10', current, data['small']),
+            ('current_10000', current, data['large'])]
+        # 1. each target alone, in alternating rounds
+        rates = {name: [] for name, _, _ in targets}
         for round_ in range(options.rounds):
-            for name, url, keys in [
-                    ('health', health, data['small']),
-                    ('current_10', current, data['small']),
-                    ('current_10000', current, data['large'])]:
+            for name, url, keys in targets:
                 rate, p99 = wrk(url, keys, options.seconds)
                 rates[name].append(rate)
                 print('round %d %-14s %8.1f req/s  p99 %s' % (
                         round_ + 1, name, rate, p99), flush=True)
         median = {name: statistics.median(values)
             for name, values in rates.items()}
-        results['rates'] = rates
-        results['median'] = median
-        results['current_vs_health'] = median['current_10'] / median['health']
-        results['large_vs_small'] = (
-            median['current_10000'] / median['current_10'])
+        results['alone'] = {'rates': rates, 'median': median,
+            'current_vs_health': median['current_10'] / median['health'],
+            'large_vs_small': median['current_10000'] / median['current_10']}
+        # 2. the three at once (a third of the connections each): the
+        # machine's other load falls on all of them at the same moments
+        together = {'current_vs_health': [], 'large_vs_small': []}
+        for round_ in range(options.rounds):
+            measured = wrk_together(targets, options.seconds)
+            print('together %d  %s' % (round_ + 1, '  '.join(
+                        '%s %.1f req/s' % (name, rate)
+                        for name, (rate, _) in measured.items())), flush=True)
+            together['current_vs_health'].append(
+                measured['current_10'][0] / measured['health'][0])
+            together['large_vs_small'].append(
+                measured['current_10000'][0] / measured['current_10'][0])
+        results['together'] = {name: statistics.median(values)
+            for name, values in together.items()}
+        results['together']['rounds'] = together
 
         issued, seconds = race(64, lambda i: requests.post(
                 server.base + '/tokens',
@@ -252,10 +289,11 @@ def main():
         server.stop()
 
     print()
-    print('GET /tokens/current vs /health: %.2f (target >= 0.70)' % (
-            results['current_vs_health']))
-    print('10,000 waiting vs 10 waiting:   %.2f (target >= 0.80)' % (
-            results['large_vs_small']))
+    for mode in ['alone', 'together']:
+        print('%-8s GET /tokens/current vs /health: %.2f (target >= 0.70)'
+            % (mode, results[mode]['current_vs_health']))
+        print('%-8s 10,000 waiting vs 10 waiting:   %.2f (target >= 0.80)'
+            % (mode, results[mode]['large_vs_small']))
     print('64 parallel POST /tokens:       %s' % results['issue_64'])
     print('32 doctors Call next on 20:     %s' % results['call_next_32_on_20'])
     results['when'] = time.strftime('%Y-%m-%d %H:%M:%S')

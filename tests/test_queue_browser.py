@@ -130,6 +130,10 @@ def test_call_now_live_and_missed_window(server, db, browser):
         expect(console.locator('#queue')).to_contain_text('Missed calls: 1')
         shot_widths(room, 'queue-06-waiting-missed')
         shot(console, 'queue-07-console-missed')
+        room.goto(server.portal + '/waiting?lang=hi')
+        expect(room.locator('#position')).to_have_text('1 में से 1')
+        shot_widths(room, 'queue-06b-waiting-hindi')
+        room.goto(server.portal + '/waiting?lang=en')
 
         # the back office's link focuses the patient in the console
         console.goto(server.portal + '/doctor/?token=%s' % status['token_id'])

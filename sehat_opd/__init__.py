@@ -10,7 +10,8 @@ from . import (
     medicament, notifier, opd, otp, patient, prescription, prescription_line,
     presence, record, region, report, session, token)
 from . import (  # noqa: F401 (HTTP routes)
-    console, history, pages, pages_public, routes, routes_public)
+    console, history, pages, pages_public, pages_queue, routes,
+    routes_public)
 
 __all__ = ['register']
 

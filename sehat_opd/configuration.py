@@ -2,6 +2,7 @@
 import datetime as dt
 from urllib.parse import urlsplit, urlunsplit
 
+from trytond.cache import Cache
 from trytond.config import config
 from trytond.i18n import gettext
 from trytond.model import ModelSingleton, ModelSQL, ModelView, fields
@@ -32,6 +33,11 @@ BOUNDS = [
     # 8 bits: 256 hashes, nothing; 24 bits: ~16 million, a minute on a phone
     ('captcha_bits', 8, 24),
     ]
+
+
+# named after the module: the test runner may import this file under a
+# second name, and Tryton's cache names must be unique
+_cached = Cache(__name__ + '.cached', context=False)
 
 
 class Configuration(ModelSingleton, ModelSQL, ModelView):
@@ -170,6 +176,37 @@ class Configuration(ModelSingleton, ModelSQL, ModelView):
     @classmethod
     def default_captcha_bits(cls):
         return 16
+
+    @classmethod
+    def cached(cls, name):
+        """The setting `name`, read through a cache that every change of
+        the settings clears (in all processes, as Tryton's caches are).
+
+        For the hot paths (each portal request checks its session): a
+        singleton read is two searches and, until the settings are first
+        saved, the computation of every default.
+        """
+        value = _cached.get(name)
+        if value is None:
+            value = getattr(cls(1), name)
+            _cached.set(name, value)
+        return value
+
+    @classmethod
+    def create(cls, vlist):
+        records = super().create(vlist)
+        _cached.clear()
+        return records
+
+    @classmethod
+    def write(cls, *args):
+        super().write(*args)
+        _cached.clear()
+
+    @classmethod
+    def delete(cls, records):
+        super().delete(records)
+        _cached.clear()
 
     @classmethod
     def validate_fields(cls, records, field_names):

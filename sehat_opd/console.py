@@ -6,17 +6,24 @@ doctor serves.
 """
 from trytond.exceptions import RateLimitException
 from trytond.i18n import gettext
+from werkzeug.utils import redirect
+
 from trytond.protocols.wrappers import Response
 from trytond.transaction import Transaction
 from trytond.wsgi import app
 
 from . import web
 from .exceptions import (
-    Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthorized)
+    Forbidden, InvalidInput, NotFound, PortalError, TooManyRequests,
+    Unauthorized)
 from .live import queue_channel, token_channel
+from .portal import current_session, page, render
 from .web import api, json_response, read_files, read_json
 
 DOCTOR = '/doctor'
+# how often the open console tells that the doctor is still there; the
+# presence timeout (settings, 2 minutes by default) allows several misses
+HEARTBEAT_SECONDS = 20
 
 
 def doctor_of(pool, session):
@@ -64,13 +71,16 @@ def token_of(pool, healthprof, token_id):
     return tokens[0]
 
 
-@api(DOCTOR + '/session', methods=['POST'])
-def login(request, pool, session):
+def start_session(request, pool, login_, password):
+    """Check a doctor's Tryton credentials and open a console session.
+
+    Return (session, key, health professional), or a PortalError
+    *instance* to answer after commit: a failed attempt must count towards
+    Tryton's login limit.
+    """
     User = pool.get('res.user')
     Session = pool.get('sehat.opd.session')
     HealthProfessional = pool.get('gnuhealth.healthprofessional')
-    data = read_json(request)
-    login_, password = data.get('login'), data.get('password')
     if not isinstance(login_, str) or not isinstance(password, str) or (
             not login_ or not password):
         raise InvalidInput(gettext('sehat_opd.msg_console_login_fields'),
@@ -80,13 +90,23 @@ def login(request, pool, session):
     except RateLimitException:
         raise TooManyRequests(gettext('sehat_opd.msg_rate_limited'))
     if not user_id:
-        # committed: the failed attempt counts towards Tryton's limit
         return Unauthorized(gettext('sehat_opd.msg_console_login_failed'))
     healthprof = HealthProfessional.of_user(user_id)
     if not healthprof or not is_console_user(pool, user_id):
         return Forbidden(gettext('sehat_opd.msg_console_not_doctor'))
     new, key = Session.start(
         user=User(user_id), address=web.client_address(request))
+    return new, key, healthprof
+
+
+@api(DOCTOR + '/session', methods=['POST'])
+def login(request, pool, session):
+    data = read_json(request)
+    result = start_session(
+        request, pool, data.get('login'), data.get('password'))
+    if isinstance(result, PortalError):
+        return result
+    new, key, healthprof = result
     response = json_response({
             'session': key,
             'csrf_token': new.csrf,
@@ -128,13 +148,7 @@ def console_state(pool, healthprof, session=None):
                 'version': queues[0].version if queues else 0,
                 'queue': queues[0].id if queues else None,
                 })
-    queue = []
-    if presence.opd:
-        queue = [t.console_summary() for t in Token.search([
-                    ('opd', '=', presence.opd.id),
-                    ('date', '=', presence.opd.today()),
-                    ('state', '=', 'waiting'),
-                    ], order=[('seq', 'ASC'), ('id', 'ASC')], limit=100)]
+    queue = Token.console_queue(presence.opd) if presence.opd else []
     current = presence.current_token
     if current and session:
         log_opened(pool, session, 'console', 'sehat.opd.token', [current.id])
@@ -142,7 +156,9 @@ def console_state(pool, healthprof, session=None):
         'doctor': healthprof.portal_profile(),
         'csrf_token': session.csrf if session else None,
         'online': bool(presence.online),
+        'busy': bool(current),
         'opd': presence.opd.id if presence.opd else None,
+        'heartbeat_seconds': HEARTBEAT_SECONDS,
         'opds': opds,
         'queue': queue,
         'current': current.console_detail() if current else None,
@@ -150,7 +166,8 @@ def console_state(pool, healthprof, session=None):
         }
 
 
-@api(DOCTOR + '/online', methods=['POST'], auth='user')
+@api(DOCTOR + '/online', methods=['POST'], auth='user',
+    locking=True)
 def go_online(request, pool, session):
     OPD = pool.get('sehat.opd')
     Presence = pool.get('sehat.opd.presence')
@@ -160,7 +177,8 @@ def go_online(request, pool, session):
     return console_state(pool, healthprof, session)
 
 
-@api(DOCTOR + '/offline', methods=['POST'], auth='user')
+@api(DOCTOR + '/offline', methods=['POST'], auth='user',
+    locking=True)
 def go_offline(request, pool, session):
     Presence = pool.get('sehat.opd.presence')
     healthprof = doctor_of(pool, session)
@@ -168,7 +186,8 @@ def go_offline(request, pool, session):
     return console_state(pool, healthprof, session)
 
 
-@api(DOCTOR + '/heartbeat', methods=['POST'], auth='user')
+@api(DOCTOR + '/heartbeat', methods=['POST'], auth='user',
+    locking=True)
 def heartbeat(request, pool, session):
     Presence = pool.get('sehat.opd.presence')
     healthprof = doctor_of(pool, session)
@@ -178,7 +197,8 @@ def heartbeat(request, pool, session):
     return console_state(pool, healthprof, session)
 
 
-@api(DOCTOR + '/call-next', methods=['POST'], auth='user')
+@api(DOCTOR + '/call-next', methods=['POST'], auth='user',
+    locking=True)
 def call_next(request, pool, session):
     Presence = pool.get('sehat.opd.presence')
     healthprof = doctor_of(pool, session)
@@ -196,7 +216,7 @@ def token_detail(request, pool, session, token_id):
 
 
 @api(DOCTOR + '/tokens/<int:token_id>/complete', methods=['POST'],
-    auth='user')
+    auth='user', locking=True)
 def complete(request, pool, session, token_id):
     Token = pool.get('sehat.opd.token')
     healthprof = doctor_of(pool, session)
@@ -298,3 +318,48 @@ def console_version(state):
         ','.join('%s' % o['version'] for o in state['opds']),
         '%s/%s/%s' % (current['id'], current['state'],
             current.get('messages', 0)) if current else '-')
+
+
+# The console page ------------------------------------------------------
+
+@page('/doctor/', methods=['GET', 'POST'])
+def console_page(request, pool, patient_session):
+    """The doctor console: log in with the back-office credentials, then
+    the OPD's queue, presence and current patient (static/console.js
+    drives it through the API above). `?token=<id>` focuses a patient."""
+    HealthProfessional = pool.get('gnuhealth.healthprofessional')
+    focus = request.values.get('token', '')
+    focus = focus if focus.isdigit() else ''
+    if request.method == 'POST':
+        result = start_session(request, pool, request.form.get('login'),
+            request.form.get('password'))
+        if isinstance(result, PortalError):
+            return render(request, 'console_login.html', status=result.status,
+                error=result.message, login=request.form.get('login', ''),
+                focus=focus)
+        _, key, _ = result
+        response = redirect('%s/doctor/%s' % (
+                _portal(request), '?token=%s' % focus if focus else ''), 303)
+        web.session_cookie(response, request, web.STAFF_COOKIE, key)
+        return response
+    session = current_session(request, pool, 'user')
+    healthprof = session and HealthProfessional.of_user(session.owner)
+    if not healthprof:
+        return render(request, 'console_login.html', focus=focus)
+    return render(request, 'console.html', csrf_token=session.csrf,
+        state=console_state(pool, healthprof, session), focus=focus)
+
+
+@page('/doctor/logout', methods=['POST'])
+def console_logout(request, pool, patient_session):
+    Session = pool.get('sehat.opd.session')
+    session = current_session(request, pool, 'user')
+    if session:
+        Session.end(session.id)
+    response = redirect(_portal(request) + '/doctor/', 303)
+    web.clear_cookie(response, request, web.STAFF_COOKIE)
+    return response
+
+
+def _portal(request):
+    return '/%s/opd' % request.view_args['database_name']

@@ -65,6 +65,10 @@ class OPD(DeactivableMixin, ModelSQL, ModelView):
     doctors = fields.Many2Many(
         'sehat.opd-gnuhealth.healthprofessional', 'opd', 'healthprof',
         "Doctors")
+    open_now = fields.Function(fields.Boolean("Open Now"), 'get_live')
+    doctors_online = fields.Function(
+        fields.Integer("Doctors Online"), 'get_live')
+    waiting = fields.Function(fields.Integer("Waiting Now"), 'get_live')
 
     @classmethod
     def __setup__(cls):
@@ -114,6 +118,27 @@ class OPD(DeactivableMixin, ModelSQL, ModelView):
                 'open_time': config.default_open_time,
                 'close_time': config.default_close_time,
                 } for day in range(6)]
+
+    @classmethod
+    def get_live(cls, opds, names):
+        "Today's figures of the OPDs, for the staff's list."
+        pool = Pool()
+        Presence = pool.get('sehat.opd.presence')
+        Token = pool.get('sehat.opd.token')
+        Queue = pool.get('sehat.opd.queue')
+        result = {name: {} for name in names}
+        for opd in opds:
+            if 'open_now' in names:
+                result['open_now'][opd.id] = opd.is_open()
+            if 'doctors_online' in names:
+                result['doctors_online'][opd.id] = len(
+                    Presence.online_in(opd))
+            if 'waiting' in names:
+                queues = Queue.search([
+                        ('opd', '=', opd.id), ('date', '=', opd.today())])
+                result['waiting'][opd.id] = (
+                    Token.waiting_count(queues[0]) if queues else 0)
+        return result
 
     @classmethod
     def validate_fields(cls, opds, field_names):
@@ -370,6 +395,28 @@ class Queue(ModelSQL, ModelView):
                 where=table.id.in_(list(queue_ids))))
         Live = pool.get('sehat.opd.live')
         Live.publish_queues(queue_ids)
+
+
+def read_committed():
+    """Run the current transaction at READ COMMITTED (PostgreSQL).
+
+    Call it first thing in a transaction that takes row locks on shared
+    rows (the OPD's day queue, a doctor's presence): it discards what the
+    transaction did so far. trytond runs transactions at REPEATABLE READ,
+    where a transaction that waited for a row lock is rolled back as soon as
+    the holder commits a change to that row; n clients racing for one queue
+    then cost O(n²) attempts and exhaust trytond's retries. At READ COMMITTED
+    the waiter gets the lock and reads what the holder committed, so the
+    lock alone serialises them. The connection goes back to REPEATABLE READ
+    when trytond takes it from its pool again.
+    """
+    from trytond import backend
+    if backend.name != 'postgresql':
+        return
+    from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED
+    connection = Transaction().connection
+    connection.rollback()
+    connection.set_session(isolation_level=ISOLATION_LEVEL_READ_COMMITTED)
 
 
 def lock_rows(cursor, table_name, ids):

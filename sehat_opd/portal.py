@@ -24,6 +24,7 @@ from trytond.wsgi import app
 
 from . import tools, web
 from .exceptions import PortalError
+from .opd import read_committed
 
 HERE = Path(__file__).resolve().parent
 FORM_COOKIE = 'sehat_form'
@@ -141,7 +142,8 @@ def check_form(request):
     return True
 
 
-def page(path, methods=('GET',), patient=False, floor=None):
+def page(path, methods=('GET',), patient=False, floor=None, locking=False,
+        max_size=None):
     """Register a portal page.
 
     The function gets (request, pool, session, **url values) inside a
@@ -150,14 +152,17 @@ def page(path, methods=('GET',), patient=False, floor=None):
     the login page). It returns a Response (render() or redirect()).
     A POST without the form token of the page is answered 400. With
     `floor`, a POST is answered no sooner than that many seconds after it
-    came, commit included (web.level_timing).
+    came, commit included (web.level_timing). `locking` and `max_size` are
+    those of web.api.
     """
     def decorator(func):
-        # read-write even for GET: checking the session touches its last
-        # activity (idle timeout) or ends it
+        # not read-only even for GET: checking a session may record its
+        # activity, and the waiting room settles a passed Call Now
         @with_transaction(readonly=False)
         @wraps(func)
         def inner(request, pool, **kwargs):
+            if locking and request.method == 'POST':
+                read_committed()
             with Transaction().set_context(
                     language=web.request_language(request)):
                 session = current_session(request, pool)
@@ -187,6 +192,8 @@ def page(path, methods=('GET',), patient=False, floor=None):
                 web.logger.exception('portal page %s failed', request.path)
                 return render(request, 'error.html', status=500,
                     message_id='server_error')
+        if max_size:
+            endpoint.max_request_size = max_size
         app.route(web.PORTAL + path, methods=list(methods))(endpoint)
         return func
     return decorator

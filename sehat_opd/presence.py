@@ -34,6 +34,13 @@ class Presence(ModelSQL, ModelView):
         'sehat.opd.token', "Current Patient", readonly=True,
         ondelete='SET NULL')
     busy = fields.Function(fields.Boolean("Busy"), 'get_busy')
+    # durations, not datetimes, in lists: the web client has no datetime
+    # column (and "silent for 3 min" is what staff want to know)
+    online_for = fields.Function(
+        fields.TimeDelta("Online For"), 'get_durations')
+    silent_for = fields.Function(fields.TimeDelta("Silent For",
+            help="Time since the doctor's console last sent a heartbeat."),
+        'get_durations')
 
     @classmethod
     def __setup__(cls):
@@ -53,6 +60,21 @@ class Presence(ModelSQL, ModelView):
 
     def get_busy(self, name):
         return bool(self.current_token)
+
+    @classmethod
+    def get_durations(cls, presences, names):
+        now = dt.datetime.now().replace(microsecond=0)
+        result = {name: {} for name in names}
+        for presence in presences:
+            if 'online_for' in names:
+                result['online_for'][presence.id] = (
+                    now - presence.online_since.replace(microsecond=0)
+                    if presence.online and presence.online_since else None)
+            if 'silent_for' in names:
+                result['silent_for'][presence.id] = (
+                    now - presence.last_heartbeat.replace(microsecond=0)
+                    if presence.last_heartbeat else None)
+        return result
 
     def get_rec_name(self, name):
         return self.healthprof.rec_name
@@ -139,14 +161,17 @@ class Presence(ModelSQL, ModelView):
     def heartbeat(self):
         """The console is open: keep the doctor online.
 
-        Also the moment to requeue the doctor's called patient who let the
-        window pass, rather than waiting for the cron job.
+        Also the moment to requeue the OPD's called patients who let the
+        window pass, rather than waiting for the cron job, and to give a
+        free doctor the patient whose pause after a missed call is over.
         """
         Token = Pool().get('sehat.opd.token')
         self.last_heartbeat = dt.datetime.now()
         self.save()
         if self.opd:
             Token.requeue_missed(self.opd)
+            if self.online and not self.__class__(self.id).current_token:
+                Token.dispatch(self.opd)
 
     def call_next(self):
         "The doctor's 'Call next patient': return the token called."
@@ -156,7 +181,7 @@ class Presence(ModelSQL, ModelView):
         if self.current_token:
             raise TokenStateError(gettext('sehat_opd.msg_presence_busy'))
         self.last_heartbeat = dt.datetime.now()
-        token = Token.assign_next(self)
+        token = Token.assign_next(self, automatic=False)
         if token is None:
             raise TokenStateError(gettext('sehat_opd.msg_queue_empty'))
         return token

@@ -9,7 +9,7 @@ from trytond.transaction import Transaction
 from trytond.wsgi import app
 
 from . import web
-from .exceptions import InvalidInput, NotFound, TokenStateError
+from .exceptions import InvalidInput, NotFound
 from .live import queue_channel, token_channel
 from .web import api, json_response, read_files, read_json
 
@@ -161,20 +161,13 @@ def opds(request, pool, session):
 
 
 @api('/tokens', methods=['POST'], auth='patient',
-    max_size=web.UPLOAD_MAX_REQUEST)
+    max_size=web.UPLOAD_MAX_REQUEST, locking=True)
 def take_token(request, pool, session):
     OPD = pool.get('sehat.opd')
     Token = pool.get('sehat.opd.token')
     data = read_json(request)
     opd = OPD.get_portal(data.get('opd'))
-    complaint = data.get('complaint')
-    if complaint is not None and not isinstance(complaint, str):
-        raise InvalidInput(gettext('sehat_opd.msg_token_complaint'),
-            field='complaint')
-    if complaint and len(complaint) > 2000:
-        raise InvalidInput(gettext('sehat_opd.msg_token_complaint'),
-            field='complaint')
-    token = Token.issue(_patient(pool, session), opd, complaint,
+    token = Token.issue(_patient(pool, session), opd, data.get('complaint'),
         read_files(request))
     return json_response({
             'token_number': token.number,
@@ -186,16 +179,15 @@ def take_token(request, pool, session):
 
 @api('/tokens/current', auth='patient')
 def current_token(request, pool, session):
+    return _status(pool, session)
+
+
+def _status(pool, session):
+    "The patient's waiting-room status; 404 without an active token."
     Token = pool.get('sehat.opd.token')
-    status = Token.status(session.owner)
+    status = Token.waiting_status(session.owner)
     if status is None:
         raise NotFound(gettext('sehat_opd.msg_token_none'))
-    return _public_status(status)
-
-
-def _public_status(status):
-    status = dict(status)
-    status['live'] = web.database_has_bus(Transaction().database.name)
     return status
 
 
@@ -231,33 +223,33 @@ def wait_token(request, database_name):
 def _status_once(request, pool):
     @web.with_transaction(readonly=False)
     def read(request, pool):
-        Token = pool.get('sehat.opd.token')
         with Transaction().set_context(
                 language=web.request_language(request)):
             session = web.authenticate(request, pool, 'patient')
-            status = Token.status(session.owner)
-            if status is None:
-                raise NotFound(gettext('sehat_opd.msg_token_none'))
-            return _public_status(status)
+            return _status(pool, session)
     return read(request, pool)
 
 
-@api('/tokens/current/cancel', methods=['POST'], auth='patient')
+@api('/tokens/current/cancel', methods=['POST'], auth='patient',
+    locking=True)
 def cancel_token(request, pool, session):
-    Token = pool.get('sehat.opd.token')
     token = _current_token(pool, _patient(pool, session))
-    if token.state not in {'waiting', 'called'}:
-        raise TokenStateError(gettext('sehat_opd.msg_token_cancel_state'))
-    Token.cancel([token])
+    token.cancel_by_patient()
     return {'token_number': token.number, 'state': 'cancelled'}
 
 
-@api('/tokens/current/call', methods=['POST'], auth='patient')
+@api('/tokens/current/call', methods=['POST'], auth='patient',
+    locking=True)
 def answer_call(request, pool, session):
+    """The patient answers Call Now. `next_url` is where to go next (the
+    consultation page of the video module), null in the core."""
     token = _current_token(pool, _patient(pool, session))
     token.answer()
-    return {'token_number': token.number, 'state': token.state,
-        'next_url': token.consultation_url()}
+    return {
+        'token_number': token.number,
+        'state': token.state,
+        'next_url': token.consultation_url(),
+        }
 
 
 @api('/tokens/current/files', methods=['POST'], auth='patient',
@@ -265,11 +257,8 @@ def answer_call(request, pool, session):
 def add_files(request, pool, session):
     Record = pool.get('sehat.opd.record')
     token = _current_token(pool, _patient(pool, session))
-    files = read_files(request, 'files') + read_files(request, 'file')
-    if not files:
-        raise InvalidInput(gettext('sehat_opd.msg_upload_none'),
-            field='file')
-    stored = Record.store(token, files, origin='waiting')
+    stored = token.add_records(
+        read_files(request, 'files') + read_files(request, 'file'))
     return json_response(
         {'files': [Record.describe(a) for a in stored]}, status=201)
 

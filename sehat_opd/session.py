@@ -90,7 +90,8 @@ class Session(ModelSQL, ModelView):
             return None
         session_id, owner_id, csrf, last_activity, created = row
         now = dt.datetime.now()
-        idle = dt.timedelta(minutes=Configuration(1).session_idle_timeout)
+        idle = dt.timedelta(
+            minutes=Configuration.cached('session_idle_timeout'))
         writable = not Transaction().readonly
         if now - last_activity > idle or now - created > MAX_AGE:
             if writable:

@@ -2,7 +2,7 @@
 import datetime as dt
 from functools import wraps
 
-from sql import Literal
+from sql import Literal, Null
 from sql.aggregate import Count
 from sql.operators import Equal
 
@@ -14,10 +14,12 @@ from trytond.pool import Pool
 from trytond.pyson import Eval
 from trytond.transaction import Transaction
 
-from .exceptions import Conflict, OPDClosed, QueueFull, TokenStateError
+from .exceptions import (
+    Conflict, InvalidInput, OPDClosed, QueueFull, TokenStateError)
 from .opd import lock_rows
+from .waiting import ACTIVE_STATES, WaitingRoomMixin
 
-ACTIVE_STATES = ('waiting', 'called', 'in_consultation')
+MAX_COMPLAINT = 2000
 STATES = [
     ('waiting', "Waiting"),
     ('called', "Called"),
@@ -43,7 +45,7 @@ def releasing(func):
     return wrapper
 
 
-class Token(Workflow, ModelSQL, ModelView):
+class Token(WaitingRoomMixin, Workflow, ModelSQL, ModelView):
     """OPD Token
 
     Issued to a patient for one OPD on one day. It keeps its number for the
@@ -76,16 +78,14 @@ class Token(Workflow, ModelSQL, ModelView):
     started_at = fields.DateTime("Consultation Start", readonly=True)
     ended_at = fields.DateTime("Consultation End", readonly=True)
     missed_calls = fields.Integer("Missed Calls", readonly=True)
+    recall_after = fields.DateTime("Not Called Again Before", readonly=True,
+        help="After a missed Call Now, the patient is not called "
+        "automatically again before this time (a doctor's "
+        "'Call next patient' still may).")
     turn_near_notified = fields.Boolean("Turn Near Notified", readonly=True)
     appointment = fields.Many2One(
         'gnuhealth.appointment', "Appointment", readonly=True,
         ondelete='RESTRICT')
-    patient_age = fields.Function(fields.Char("Age"), 'get_patient_age')
-    records = fields.Function(fields.Integer("Records"), 'get_records')
-    wait_minutes = fields.Function(
-        fields.Integer("Waited (min)"), 'get_wait_minutes')
-    my_opd = fields.Function(
-        fields.Boolean("In My OPDs"), 'get_my_opd', searcher='search_my_opd')
 
     @classmethod
     def __setup__(cls):
@@ -109,7 +109,8 @@ class Token(Workflow, ModelSQL, ModelView):
                 Index(t, (t.opd, Index.Equality()),
                     (t.date, Index.Range())),
                 })
-        cls._order = [('date', 'DESC'), ('seq', 'ASC'), ('id', 'DESC')]
+        cls._order = [
+            ('date', 'DESC'), ('opd', 'ASC'), ('seq', 'ASC'), ('id', 'DESC')]
         cls._transitions |= {
             ('waiting', 'called'),
             ('called', 'waiting'),
@@ -137,8 +138,7 @@ class Token(Workflow, ModelSQL, ModelView):
                     'depends': ['state'],
                     },
                 'open_console': {
-                    'invisible': ~Eval('state').in_(
-                        ['called', 'in_consultation']),
+                    'invisible': ~Eval('state').in_(list(ACTIVE_STATES)),
                     'depends': ['state'],
                     },
                 })
@@ -167,44 +167,6 @@ class Token(Workflow, ModelSQL, ModelView):
             return [('patient.rec_name',) + tuple(clause[1:])]
         return ['OR', ('number', '=', number),
             ('patient.rec_name',) + tuple(clause[1:])]
-
-    def get_patient_age(self, name):
-        return self.patient.age
-
-    @classmethod
-    def get_records(cls, tokens, name):
-        Attachment = Pool().get('ir.attachment')
-        counts = {t.id: 0 for t in tokens}
-        for attachment in Attachment.search([
-                    ('resource', 'in', [str(t) for t in tokens]),
-                    ]):
-            counts[attachment.resource.id] += 1
-        return counts
-
-    @classmethod
-    def _my_opd_ids(cls):
-        HealthProfessional = Pool().get('gnuhealth.healthprofessional')
-        healthprof = HealthProfessional.of_user(Transaction().user)
-        return {o.id for o in healthprof.sehat_opds} if healthprof else set()
-
-    @classmethod
-    def get_my_opd(cls, tokens, name):
-        mine = cls._my_opd_ids()
-        return {t.id: t.opd.id in mine for t in tokens}
-
-    @classmethod
-    def search_my_opd(cls, name, clause):
-        _, operator, value = clause
-        mine = list(cls._my_opd_ids())
-        if (operator == '=') == bool(value):
-            return [('opd', 'in', mine)]
-        return [('opd', 'not in', mine)]
-
-    def get_wait_minutes(self, name):
-        end = self.called_at or dt.datetime.now()
-        if self.state in {'cancelled', 'expired'} and not self.called_at:
-            return None
-        return int((end - self.create_date).total_seconds() // 60)
 
     # Issuing -----------------------------------------------------------
 
@@ -253,8 +215,22 @@ class Token(Workflow, ModelSQL, ModelView):
                     opd=opd.rec_name,
                     opening=opening.strftime('%a %d %b %Y %H:%M')
                     if opening else '-'), field='opd')
-        complaint = (complaint or '').strip()
+        complaint = cls.check_complaint(complaint)
         Record.check_files(files)
+        # Booked before the day's queue is locked: from that lock to the
+        # commit, the OPD's requests wait for each other (a refusal below
+        # rolls the appointment back with the rest).
+        appointment, = Appointment.create([{
+                    'patient': patient.id,
+                    'state': 'confirmed',
+                    'appointment_type': 'telemedicine',
+                    'appointment_date': dt.datetime.now(),
+                    'institution': opd.institution.id,
+                    'speciality': opd.specialty.id if opd.specialty else None,
+                    'visit_type': 'new',
+                    'urgency': 'a',
+                    'comments': complaint,
+                    }])
 
         queue = Queue.get_locked(opd, opd.today())
         if queue.last_number >= opd.daily_token_cap:
@@ -272,17 +248,6 @@ class Token(Workflow, ModelSQL, ModelView):
         queue.last_number = number
         queue.save()
 
-        appointment, = Appointment.create([{
-                    'patient': patient.id,
-                    'state': 'confirmed',
-                    'appointment_type': 'telemedicine',
-                    'appointment_date': dt.datetime.now(),
-                    'institution': opd.institution.id,
-                    'speciality': opd.specialty.id if opd.specialty else None,
-                    'visit_type': 'new',
-                    'urgency': 'a',
-                    'comments': complaint,
-                    }])
         token, = cls.create([{
                     'patient': patient.id,
                     'opd': opd.id,
@@ -302,6 +267,18 @@ class Token(Workflow, ModelSQL, ModelView):
         Queue.bump([queue.id])
         cls.dispatch(opd)
         return token
+
+    @staticmethod
+    def check_complaint(complaint):
+        "The complaint as sent by the patient, cleaned; 422 when unfit."
+        if complaint is not None and not isinstance(complaint, str):
+            raise InvalidInput(gettext('sehat_opd.msg_token_complaint'),
+                field='complaint')
+        complaint = (complaint or '').strip()
+        if len(complaint) > MAX_COMPLAINT:
+            raise InvalidInput(gettext('sehat_opd.msg_token_complaint'),
+                field='complaint')
+        return complaint
 
     @classmethod
     def waiting_count(cls, queue):
@@ -329,11 +306,13 @@ class Token(Workflow, ModelSQL, ModelView):
         cls.notify_turn_near(opd)
 
     @classmethod
-    def assign_next(cls, presence):
+    def assign_next(cls, presence, automatic=True):
         """Call the next waiting token of the presence's OPD for its doctor.
 
         The presence must be locked by the caller. Return the token or None
-        when nobody waits.
+        when nobody waits. An `automatic` assignment passes over the
+        patients who just missed a call (see `miss`); the doctor's own
+        "Call next patient" does not.
         """
         pool = Pool()
         Queue = pool.get('sehat.opd.queue')
@@ -342,9 +321,12 @@ class Token(Workflow, ModelSQL, ModelView):
         transaction = Transaction()
         cursor = transaction.connection.cursor()
         database = transaction.database
-        query = table.select(table.id,
-            where=(table.opd == opd.id) & (table.date == opd.today())
-            & (table.state == 'waiting'),
+        where = ((table.opd == opd.id) & (table.date == opd.today())
+            & (table.state == 'waiting'))
+        if automatic:
+            where &= ((table.recall_after == Null)
+                | (table.recall_after <= dt.datetime.now()))
+        query = table.select(table.id, where=where,
             order_by=[table.seq.asc, table.id.asc], limit=1)
         if database.has_select_for():
             For = database.get_select_for_skip_locked()
@@ -372,6 +354,7 @@ class Token(Workflow, ModelSQL, ModelView):
             token.call_deadline = now + dt.timedelta(
                 seconds=token.opd.call_window)
             token.answered_at = None
+            token.recall_after = None
             Notifier.notify('called', patient=token.patient, values={
                     'token': token.number,
                     'opd': token.opd.rec_name,
@@ -439,6 +422,22 @@ class Token(Workflow, ModelSQL, ModelView):
             Notifier.notify('token_cancelled', patient=token.patient, values={
                     'token': token.number, 'opd': token.opd.rec_name})
 
+    def cancel_by_patient(self):
+        "The patient gives up the token (only while waiting or called)."
+        if self.state not in {'waiting', 'called'}:
+            raise TokenStateError(
+                gettext('sehat_opd.msg_token_cancel_state'))
+        self.cancel([self])
+
+    def add_records(self, files):
+        """Attach health records sent from the waiting room; return the
+        attachments. As many as the request allowed may be added."""
+        Record = Pool().get('sehat.opd.record')
+        if not files:
+            raise InvalidInput(gettext('sehat_opd.msg_upload_none'),
+                field='file')
+        return Record.store(self, files, origin='waiting')
+
     @classmethod
     @ModelView.button
     @releasing
@@ -473,8 +472,13 @@ class Token(Workflow, ModelSQL, ModelView):
         Configuration = pool.get('sehat.opd.configuration')
         Notifier = pool.get('sehat.opd.notifier')
         limit = Configuration(1).requeue_limit
+        now = dt.datetime.now()
         for token in tokens:
             token.missed_calls = (token.missed_calls or 0) + 1
+            # Back in line, and seen to be: the doctor this frees is not
+            # given the same patient again at once when nobody else waits.
+            token.recall_after = now + dt.timedelta(
+                seconds=token.opd.call_window)
         cls.save(tokens)
         to_expire = [t for t in tokens if t.missed_calls >= limit]
         to_requeue = [t for t in tokens if t.missed_calls < limit]
@@ -505,9 +509,11 @@ class Token(Workflow, ModelSQL, ModelView):
     @classmethod
     @ModelView.button_action('sehat_opd.url_doctor_console')
     def open_console(cls, tokens):
-        "Open the doctor console (video, chat, patient summary)."
+        """Open the doctor console on the token's patient, or the
+        consultation page when a module provides one."""
         token = tokens[0] if tokens else None
-        return {'url': console_url(token)}
+        url = token and token.doctor_consultation_url()
+        return {'url': url or console_url(token)}
 
     @classmethod
     def _release(cls, tokens):
@@ -532,8 +538,9 @@ class Token(Workflow, ModelSQL, ModelView):
         cls.requeue_missed()
 
     @classmethod
-    def requeue_missed(cls, opd=None):
-        "Send back to the queue the called tokens whose window has passed."
+    def requeue_missed(cls, opd=None, token_ids=None):
+        """Send back to the queue the called tokens whose window has passed
+        (of `opd` or among `token_ids` when given)."""
         domain = [
             ('state', '=', 'called'),
             ('call_deadline', '<', dt.datetime.now()),
@@ -541,6 +548,8 @@ class Token(Workflow, ModelSQL, ModelView):
             ]
         if opd:
             domain.append(('opd', '=', opd.id))
+        if token_ids is not None:
+            domain.append(('id', 'in', list(token_ids)))
         tokens = cls.search(domain)
         if tokens:
             cls.miss(tokens)
@@ -588,186 +597,6 @@ class Token(Workflow, ModelSQL, ModelView):
                         'opd': opd.rec_name})
         if to_notify:
             cls.write(to_notify, {'turn_near_notified': True})
-
-    # Waiting room ----------------------------------------------------
-
-    @classmethod
-    def status(cls, patient_id):
-        """The waiting-room status of the patient's active token, or None.
-
-        The hot path of the service: two indexed queries, then the queue's
-        snapshot from the per-process cache keyed by the queue's version,
-        so its cost does not grow with the length of the queue.
-        """
-        pool = Pool()
-        Live = pool.get('sehat.opd.live')
-        token = cls.__table__()
-        queue = Pool().get('sehat.opd.queue').__table__()
-        opd = Pool().get('sehat.opd').__table__()
-        cursor = Transaction().connection.cursor()
-        cursor.execute(*token.join(queue, condition=queue.id == token.queue
-                ).join(opd, condition=opd.id == token.opd
-                ).select(
-                token.id, token.number, token.state, token.date,
-                token.call_deadline, token.answered_at, token.healthprof,
-                token.queue, queue.version, token.opd, opd.timezone,
-                where=(token.patient == patient_id)
-                & token.state.in_(list(ACTIVE_STATES)),
-                order_by=[token.id.desc], limit=1))
-        row = cursor.fetchone()
-        if not row:
-            return None
-        (token_id, number, state, date, deadline, answered, healthprof,
-            queue_id, version, opd_id, timezone) = row
-        snapshot = Live.snapshot(queue_id, version)
-        position = snapshot['positions'].get(token_id)
-        from .tools import eta_seconds, local_now
-        if date < local_now(timezone).date():
-            state = 'expired'
-        now = dt.datetime.now()
-        seconds_left = None
-        if state == 'called' and deadline and not answered:
-            seconds_left = max(0, int((deadline - now).total_seconds()))
-        return {
-            'token_id': token_id,
-            'queue_id': queue_id,
-            'token_number': number,
-            'state': state,
-            'date': date.isoformat(),
-            'opd': {'id': opd_id, 'name': snapshot['opd_name']},
-            'position': position if state == 'waiting' else None,
-            'waiting': snapshot['waiting'],
-            'eta_seconds': eta_seconds(
-                position, snapshot['doctors_online'],
-                snapshot['average_seconds']) if state == 'waiting' else None,
-            'doctors_online': snapshot['doctors_online'],
-            'doctors': snapshot['doctors'],
-            'doctor': snapshot['doctor_profiles'].get(healthprof)
-            if state in {'called', 'in_consultation'} else None,
-            'call_deadline': deadline.replace(
-                tzinfo=dt.timezone.utc).isoformat()
-            if seconds_left is not None else None,
-            'call_seconds_left': seconds_left,
-            'version': version,
-            }
-
-    @classmethod
-    def queue_snapshot(cls, queue_id):
-        "What every waiting patient of a queue sees (Live caches it)."
-        pool = Pool()
-        Queue = pool.get('sehat.opd.queue')
-        Presence = pool.get('sehat.opd.presence')
-        queue = Queue(queue_id)
-        opd = queue.opd
-        table = cls.__table__()
-        cursor = Transaction().connection.cursor()
-        cursor.execute(*table.select(table.id,
-                where=(table.queue == queue_id) & (table.state == 'waiting'),
-                order_by=[table.seq.asc, table.id.asc]))
-        positions = {id_: i for i, (id_,) in enumerate(cursor, 1)}
-        online = Presence.online_in(opd)
-        profiles = {p.healthprof.id: p.healthprof.portal_profile()
-            for p in Presence.search([('opd', '=', opd.id)])}
-        doctors = []
-        for presence in online:
-            profile = dict(profiles[presence.healthprof.id])
-            profile['busy'] = bool(presence.current_token)
-            doctors.append(profile)
-        return {
-            'positions': positions,
-            'waiting': len(positions),
-            'opd_name': opd.rec_name,
-            'doctors_online': len(online),
-            'doctors': doctors,
-            'doctor_profiles': profiles,
-            'average_seconds': cls.average_consultation(opd),
-            }
-
-    @classmethod
-    def average_consultation(cls, opd, sample=20):
-        "Mean length in seconds of the OPD's recent consultations."
-        tokens = cls.search([
-                ('opd', '=', opd.id),
-                ('state', '=', 'completed'),
-                ('started_at', '!=', None),
-                ('ended_at', '!=', None),
-                ], order=[('ended_at', 'DESC')], limit=sample)
-        durations = [(t.ended_at - t.started_at).total_seconds()
-            for t in tokens]
-        if len(durations) < 3:
-            return opd.consultation_minutes * 60
-        return sum(durations) / len(durations)
-
-    def console_summary(self):
-        "A token as a line of the doctor's queue."
-        party = self.patient.party
-        return {
-            'id': self.id,
-            'number': self.number,
-            'state': self.state,
-            'patient': {
-                'name': party.name,
-                'age': self.patient.age,
-                'gender': party.gender,
-                },
-            'complaint': self.complaint,
-            'records': self.records,
-            'waited_minutes': self.wait_minutes,
-            'missed_calls': self.missed_calls,
-            }
-
-    def console_detail(self):
-        """What the doctor sees of the patient during the consultation:
-        demographics, service details, complaint, records, history."""
-        pool = Pool()
-        Record = pool.get('sehat.opd.record')
-        Message = pool.get('sehat.opd.message')
-        detail = self.console_summary()
-        profile = self.patient.portal_profile()
-        for private in ('mobile', 'email', 'address'):
-            profile.pop(private, None)
-        past = self.search([
-                ('patient', '=', self.patient.id),
-                ('id', '!=', self.id),
-                ('state', '=', 'completed'),
-                ], order=[('date', 'DESC')], limit=20)
-        detail.update({
-                'opd': {'id': self.opd.id, 'name': self.opd.rec_name},
-                'date': self.date.isoformat(),
-                'profile': profile,
-                'files': [Record.describe(a) for a in Record.list(self)],
-                'history': [t.portal_summary() for t in past],
-                'doctor': self.healthprof.id if self.healthprof else None,
-                'call_deadline': self.call_deadline.replace(
-                    tzinfo=dt.timezone.utc).isoformat()
-                if self.call_deadline else None,
-                'answered': bool(self.answered_at),
-                'messages': Message.search_count([('token', '=', self.id)]),
-                })
-        return detail
-
-    def consultation_url(self):
-        """Where the patient consults once Call Now is answered, or None
-        (the waiting room then shows the consultation). The video module
-        returns its consultation page."""
-        return None
-
-    def doctor_consultation_url(self):
-        """The doctor's page of this consultation, or None (the console
-        shows it). The video module returns its consultation page."""
-        return None
-
-    def portal_summary(self):
-        "A past or present token as the patient sees it."
-        return {
-            'token_number': self.number,
-            'opd': {'id': self.opd.id, 'name': self.opd.rec_name},
-            'date': self.date.isoformat(),
-            'state': self.state,
-            'complaint': self.complaint,
-            'doctor': self.healthprof.rec_name if self.healthprof else None,
-            }
-
 
 
 def console_url(token=None):

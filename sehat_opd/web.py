@@ -23,6 +23,7 @@ from trytond.transaction import Transaction
 from trytond.wsgi import app
 
 from .exceptions import Forbidden, InvalidInput, PortalError, Unauthorized
+from .opd import read_committed
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +173,11 @@ def read_files(request, name='files'):
     "Uploaded files as (filename, bytes) pairs."
     files = []
     for storage in request.files.getlist(name):
-        files.append((storage.filename, storage.read()))
+        data = storage.read()
+        if not storage.filename and not data:
+            # what a browser sends for a file input left empty
+            continue
+        files.append((storage.filename, data))
     return files
 
 
@@ -231,7 +236,7 @@ ROUTES = []
 
 
 def api(path, methods=('GET',), auth=None, max_size=None, readonly=False,
-        floor=None, body=None, success=None, tag=None):
+        floor=None, locking=False, body=None, success=None, tag=None):
     """Register an API v1 route.
 
     The function gets (request, pool, session, **url values) inside a
@@ -240,7 +245,8 @@ def api(path, methods=('GET',), auth=None, max_size=None, readonly=False,
     after the transaction is committed (for failures that must be counted,
     such as a wrong OTP). With `floor`, no answer leaves sooner than that
     many seconds after the request came, commit and notifications included
-    (see level_timing).
+    (see level_timing). `locking` routes take row locks on the queue's
+    shared rows and run at READ COMMITTED (see opd.read_committed).
 
     `body` is the JSON schema of the request body (multipart when it has
     binary properties), `success` the success status, `tag` the OpenAPI
@@ -256,7 +262,7 @@ def api(path, methods=('GET',), auth=None, max_size=None, readonly=False,
                     'name': func.__name__,
                     })
         inner = with_transaction(readonly=readonly)(
-            _with_session(func, auth))
+            _with_session(func, auth, locking))
 
         @wraps(func)
         def endpoint(request, database_name, **kwargs):
@@ -282,9 +288,11 @@ def api(path, methods=('GET',), auth=None, max_size=None, readonly=False,
     return decorator
 
 
-def _with_session(func, auth):
+def _with_session(func, auth, locking=False):
     @wraps(func)
     def wrapper(request, pool, **kwargs):
+        if locking:
+            read_committed()
         transaction = Transaction()
         language = request_language(request)
         with transaction.set_context(language=language):

@@ -1,0 +1,170 @@
+"""The queue's HTTP API against the real server: the waiting room's long
+poll, Call Now, the refusals of POST /tokens and the console's checks."""
+import datetime as dt
+import secrets
+import threading
+import time
+from zoneinfo import ZoneInfo
+
+import pytest
+import requests
+
+import queue_data
+
+
+@pytest.fixture(scope='module')
+def db(server):
+    queue_data.configure(server.env)
+    return server.database
+
+
+def bearer(session):
+    return {'Authorization': 'Bearer %s' % session}
+
+
+def code(prefix):
+    return '%s%s' % (prefix, secrets.token_hex(2).upper())
+
+
+def test_long_poll_wakes_on_change(server, db):
+    "The waiting room's long poll answers at once when its version is old, "
+    "waits while nothing changes, and wakes within 3 s of a change"
+    opd = queue_data.make_opd(db, code('LP'))
+    first, second = queue_data.make_patients(db, 2, '21')
+    for patient in (first, second):
+        r = requests.post(server.api + '/tokens', json={'opd': opd},
+            headers=bearer(patient['session']), timeout=30)
+        assert r.status_code == 201, r.text
+    wait = server.api + '/tokens/current/wait'
+    r = requests.get(wait, params={'version': 'old'},
+        headers=bearer(second['session']), timeout=30)
+    status = r.json()
+    assert (status['position'], status['waiting'], status['live']) == (
+        2, 2, True)
+
+    changed = []
+
+    def poll():
+        # as the page does: poll again with the cursor until it changes
+        version, cursor = status['version'], status['cursor'] or ''
+        while True:
+            r = requests.get(wait, params={
+                    'version': version, 'cursor': cursor},
+                headers=bearer(second['session']), timeout=60)
+            answer = r.json()
+            cursor = answer['cursor'] or ''
+            if answer['version'] != version:
+                changed.append((time.monotonic(), answer))
+                return
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(2)
+    assert not changed, 'answered without a change'
+    cancelled = time.monotonic()
+    r = requests.post(server.api + '/tokens/current/cancel',
+        headers=bearer(first['session']), timeout=30)
+    assert r.status_code == 200, r.text
+    thread.join(30)
+    (answered, after), = changed
+    assert answered - cancelled < 3
+    assert (after['position'], after['waiting']) == (1, 1)
+    assert after['version'] > status['version']
+
+
+def test_call_now_answer(server, db):
+    "Call Now answered: the consultation starts, next_url is null in the "
+    "core; answering again, or without a call, is refused"
+    opd = queue_data.make_opd(db, code('CN'))
+    patient, other = queue_data.make_patients(db, 2, '22')
+    doctor, = queue_data.make_doctors(db, 1, opd, 'n')
+    r = requests.post(server.api + '/tokens', json={'opd': opd},
+        headers=bearer(other['session']), timeout=30)
+    r = requests.post(server.api + '/tokens/current/call',
+        headers=bearer(other['session']), timeout=30)
+    assert r.status_code == 409 and r.json()['error']['code'] == 'token_state'
+    r = requests.post(server.api + '/doctor/online', json={'opd': opd},
+        headers=bearer(doctor['session']), timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()['current']['patient']['name'].startswith('Queue Patient')
+    status = requests.get(server.api + '/tokens/current',
+        headers=bearer(other['session']), timeout=30).json()
+    assert status['state'] == 'called'
+    assert 0 < status['call_seconds_left'] <= 120
+    assert status['doctor']['name'].startswith('Dr Queue')
+    r = requests.post(server.api + '/tokens/current/call',
+        headers=bearer(other['session']), timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json() == {'token_number': 1, 'state': 'in_consultation',
+        'next_url': None}
+    status = requests.get(server.api + '/tokens/current',
+        headers=bearer(other['session']), timeout=30).json()
+    assert (status['state'], status['consultation_url']) == (
+        'in_consultation', None)
+    # the doctor is busy: the next patient waits
+    requests.post(server.api + '/tokens', json={'opd': opd},
+        headers=bearer(patient['session']), timeout=30)
+    status = requests.get(server.api + '/tokens/current',
+        headers=bearer(patient['session']), timeout=30).json()
+    assert (status['state'], status['position']) == ('waiting', 1)
+    assert status['doctors'][0]['busy'] is True
+    console = requests.get(server.api + '/doctor/state',
+        headers=bearer(doctor['session']), timeout=30).json()
+    assert console['busy'] and console['current']['state'] == (
+        'in_consultation')
+    assert [t['number'] for t in console['queue']] == [2]
+
+
+def test_token_refusals(server, db):
+    "A closed OPD names its next opening; unknown OPDs and oversized "
+    "complaints name their field; nothing is created"
+    zone = ZoneInfo('Asia/Kolkata')
+    tomorrow = (dt.datetime.now(zone) + dt.timedelta(days=1)).weekday()
+    closed = queue_data.make_opd(db, code('CL'), round_the_clock=False,
+        hours=[('create', [{'weekday': str(tomorrow),
+                        'open_time': dt.time(9), 'close_time': dt.time(17)}])])
+    patient, = queue_data.make_patients(db, 1, '23')
+    r = requests.post(server.api + '/tokens', json={'opd': closed},
+        headers=bearer(patient['session']), timeout=30)
+    assert r.status_code == 422
+    error = r.json()['error']
+    assert (error['code'], error['field']) == ('opd_closed', 'opd')
+    assert 'opens next on' in error['message'] and '09:00' in error['message']
+    opds = requests.get(server.api + '/opds', timeout=30).json()['opds']
+    listed, = [o for o in opds if o['id'] == closed]
+    assert listed['open_now'] is False
+    assert listed['next_opening'].endswith('09:00:00+05:30')
+    r = requests.post(server.api + '/tokens', json={'opd': 10 ** 9},
+        headers=bearer(patient['session']), timeout=30)
+    assert (r.status_code, r.json()['error']['field']) == (422, 'opd')
+    open_ = queue_data.make_opd(db, code('OP'))
+    r = requests.post(server.api + '/tokens',
+        json={'opd': open_, 'complaint': 'x' * 2001},
+        headers=bearer(patient['session']), timeout=30)
+    assert (r.status_code, r.json()['error']['field']) == (422, 'complaint')
+    assert queue_data.sql(db, 'SELECT count(*) FROM sehat_opd_token '
+        'WHERE patient = %s', patient['id']) == [(0,)]
+
+
+def test_console_checks_ownership(server, db):
+    "A doctor sees only the tokens of their OPDs and goes online only there"
+    mine = queue_data.make_opd(db, code('MY'))
+    theirs = queue_data.make_opd(db, code('TH'))
+    patient, = queue_data.make_patients(db, 1, '24')
+    doctor, = queue_data.make_doctors(db, 1, mine, 'o')
+    r = requests.post(server.api + '/tokens', json={'opd': theirs},
+        headers=bearer(patient['session']), timeout=30)
+    token_id = requests.get(server.api + '/tokens/current',
+        headers=bearer(patient['session']), timeout=30).json()['token_id']
+    r = requests.get(server.api + '/doctor/tokens/%s' % token_id,
+        headers=bearer(doctor['session']), timeout=30)
+    assert r.status_code == 404
+    r = requests.post(server.api + '/doctor/online', json={'opd': theirs},
+        headers=bearer(doctor['session']), timeout=30)
+    assert r.status_code == 403
+    r = requests.post(server.api + '/doctor/call-next',
+        headers=bearer(doctor['session']), timeout=30)
+    assert r.status_code == 409
+    # a patient's session is no doctor's
+    r = requests.get(server.api + '/doctor/state',
+        headers=bearer(patient['session']), timeout=30)
+    assert r.status_code == 401

@@ -1,0 +1,146 @@
+"""The queue under real concurrency: parallel HTTP clients against the
+real server on PostgreSQL.
+
+Patients, doctors and waiting tokens are fixture data written straight
+into the e2e database (tests/queue_data.py); the behaviour under test, the
+token numbers and the assignments, goes through the HTTP API.
+"""
+import secrets
+import threading
+from collections import Counter
+
+import pytest
+import requests
+
+import queue_data
+
+
+@pytest.fixture(scope='module')
+def db(server):
+    queue_data.configure(server.env)
+    return server.database
+
+
+def race(count, call):
+    """Run call(i) in `count` threads released at the same moment; return
+    the results in order of i."""
+    barrier = threading.Barrier(count)
+    results = [None] * count
+
+    def run(i):
+        barrier.wait()
+        try:
+            results[i] = call(i)
+        except Exception as exception:  # noqa: BLE001 - reported below
+            results[i] = exception
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return results
+
+
+def bearer(session):
+    return {'Authorization': 'Bearer %s' % session}
+
+
+def new_code(prefix):
+    return '%s%s' % (prefix, secrets.token_hex(2).upper())
+
+
+def test_64_patients_take_tokens_at_once(server, db):
+    "64 patients pressing 'Take token' together get 64 distinct numbers"
+    opd = queue_data.make_opd(db, new_code('C64'))
+    patients = queue_data.make_patients(db, 64, '64')
+    assert len(patients) == 64
+
+    def take(i):
+        return requests.post(server.api + '/tokens',
+            json={'opd': opd, 'complaint': 'Fever %s' % i},
+            headers=bearer(patients[i]['session']), timeout=120)
+    responses = race(64, take)
+    errors = [r for r in responses
+        if not isinstance(r, requests.Response) or r.status_code != 201]
+    assert not errors, [getattr(r, 'text', r) for r in errors][:3]
+    numbers = sorted(r.json()['token_number'] for r in responses)
+    assert numbers == list(range(1, 65))
+
+    rows = queue_data.sql(db, 'SELECT t.number, t.seq, t.patient '
+        'FROM sehat_opd_token t WHERE t.opd = %s', opd)
+    assert len(rows) == 64
+    assert len({seq for _, seq, _ in rows}) == 64
+    assert {patient for _, _, patient in rows} == {p['id'] for p in patients}
+    (last_number, tail, appointments), = queue_data.sql(db,
+        'SELECT q.last_number, q.tail, (SELECT count(*) '
+        'FROM gnuhealth_appointment a JOIN sehat_opd_token t '
+        'ON t.appointment = a.id WHERE t.opd = q.opd) '
+        'FROM sehat_opd_queue q WHERE q.opd = %s', opd)
+    assert (last_number, tail, appointments) == (64, 64, 64)
+    # every patient sees a distinct place in the line
+    positions = race(64, lambda i: requests.get(server.api + '/tokens/current',
+            headers=bearer(patients[i]['session']), timeout=60).json())
+    assert sorted(p['position'] for p in positions) == list(range(1, 65))
+    assert {p['waiting'] for p in positions} == {64}
+
+
+def test_32_doctors_call_next_on_20_waiting(server, db):
+    "32 doctors pressing 'Call next patient' together on a queue of 20: "
+    "20 calls, each patient called once, no doctor with two"
+    opd = queue_data.make_opd(db, new_code('C32'))
+    patients = queue_data.make_patients(db, 20, '32')
+    tokens = queue_data.waiting_tokens(db, [p['id'] for p in patients], opd)
+    doctors = queue_data.make_doctors(db, 32, opd, 'c')
+    queue_data.set_online(db, [d['id'] for d in doctors], opd)
+
+    def call_next(i):
+        return requests.post(server.api + '/doctor/call-next',
+            headers=bearer(doctors[i]['session']), timeout=120)
+    responses = race(32, call_next)
+    assert all(isinstance(r, requests.Response) for r in responses), [
+        r for r in responses if not isinstance(r, requests.Response)]
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {200: 20, 409: 12}, [
+        r.text for r in responses if r.status_code not in {200, 409}][:3]
+    assert {r.json()['error']['code'] for r in responses
+        if r.status_code == 409} == {'token_state'}
+    called = [r.json()['token']['id'] for r in responses
+        if r.status_code == 200]
+    assert sorted(called) == sorted(tokens)
+
+    rows = queue_data.sql(db, 'SELECT id, state, healthprof '
+        'FROM sehat_opd_token WHERE opd = %s', opd)
+    assert {state for _, state, _ in rows} == {'called'}
+    doctor_ids = [healthprof for _, _, healthprof in rows]
+    assert len(set(doctor_ids)) == 20
+    assert set(doctor_ids) <= {d['id'] for d in doctors}
+    presences = queue_data.sql(db, 'SELECT healthprof, current_token '
+        'FROM sehat_opd_presence WHERE opd = %s '
+        'AND current_token IS NOT NULL', opd)
+    assert sorted(presences) == sorted(
+        (healthprof, id_) for id_, _, healthprof in rows)
+
+
+def test_one_patient_racing_gets_one_token(server, db):
+    "Eight 'Take token' requests of one patient at once, to two OPDs: "
+    "one token, the others refused as conflicts"
+    first = queue_data.make_opd(db, new_code('R1'))
+    second = queue_data.make_opd(db, new_code('R2'))
+    patient, = queue_data.make_patients(db, 1, '01')
+
+    def take(i):
+        return requests.post(server.api + '/tokens',
+            json={'opd': first if i % 2 else second, 'complaint': 'Cough'},
+            headers=bearer(patient['session']), timeout=120)
+    responses = race(8, take)
+    statuses = Counter(getattr(r, 'status_code', r) for r in responses)
+    assert statuses == {201: 1, 409: 7}, [
+        getattr(r, 'text', r) for r in responses][:3]
+    assert {r.json()['error']['code'] for r in responses
+        if r.status_code == 409} == {'conflict'}
+    rows = queue_data.sql(db, 'SELECT state FROM sehat_opd_token '
+        'WHERE patient = %s', patient['id'])
+    assert rows == [('waiting',)]
+    appointments = queue_data.sql(db, 'SELECT count(*) '
+        'FROM gnuhealth_appointment WHERE patient = %s', patient['id'])
+    assert appointments == [(1,)]

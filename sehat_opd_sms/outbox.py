@@ -51,8 +51,9 @@ CHANNELS = [
     ('email', "E-mail"),
     ]
 # Lower goes first: an OTP is waited for on the screen, a Call Now lasts
-# two minutes.
-PRIORITY = {'otp': 0, 'called': 1, 'turn_near': 2}
+# two minutes. Others keep their order (a patient's "token issued" comes
+# before the "turn near" of the same moment).
+PRIORITY = {'otp': 0, 'called': 1}
 DEFAULT_PRIORITY = 5
 # Messages worthless after a while: never sent (nor retried) past it.
 TURN_NEAR_TTL = dt.timedelta(hours=1)

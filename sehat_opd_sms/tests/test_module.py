@@ -446,6 +446,23 @@ class SehatOpdSmsTestCase(ModuleTestCase):
             ('sent', 1, received['gateway_id']))
 
     @with_sehat
+    def test_thread_dispatch(self, env):
+        "In production a thread sends after commit; the request does not wait"
+        Notifier = env.pool.get('sehat.opd.notifier')
+        self.configure(dispatch='thread')
+        patient = create_patient(env, '9810000600')
+        Notifier.notify('registered', patient=patient,
+            values=VALUES['registered'])
+        Transaction().commit()
+        self.assertTrue(self.gateway.wait_for(
+                lambda g: g.sent_to('to', '+919810000600')))
+        deadline = time.monotonic() + 5
+        while self.messages('+919810000600')[0].state != 'sent':
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+            Transaction().commit()  # a new snapshot
+
+    @with_sehat
     def test_rollback_sends_nothing(self, env):
         "A rolled-back transaction leaves no message and texts nobody"
         Notifier = env.pool.get('sehat.opd.notifier')

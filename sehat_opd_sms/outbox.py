@@ -209,7 +209,7 @@ class Message(Workflow, ModelSQL, ModelView):
         pool = Pool()
         Template = pool.get('sehat.sms.template')
         Notifier = pool.get('sehat.opd.notifier')
-        config = sending.settings()
+        config = sending.queue_settings()
         now = dt.datetime.now()
         values = dict(values)
         values.setdefault('name', recipient.get('name') or '')

@@ -40,6 +40,21 @@ def settings():
     return values
 
 
+def queue_settings():
+    """The provider and e-mail mode, for queueing: never raises, so that a
+    broken gateway setting cannot fail the event (a token, an OTP) that
+    queues a message; dispatch reports the problem on the messages."""
+    try:
+        return settings()
+    except gateway.GatewayConfigError:
+        development = tools.is_development()
+        return {
+            'provider': tools.get_setting(SECTION, 'provider', 'log'),
+            'email': tools.get_setting(SECTION, 'email', '') or (
+                'log' if development else 'smtp'),
+            }
+
+
 # Sending ----------------------------------------------------------------------
 
 def http_send(request, timeout):

@@ -778,6 +778,26 @@ class SehatOpdSmsTestCase(ModuleTestCase):
         self.assertEqual(message.state, 'sent')
 
     @with_sehat
+    def test_broken_settings_keep_messages(self, env):
+        "A broken gateway setting fails no event and loses no message"
+        Notifier = env.pool.get('sehat.opd.notifier')
+        Message = env.pool.get('sehat.sms.message')
+        self.configure(params='{not json')
+        patient = create_patient(env, '9810000700')
+        Notifier.notify('token_expired', patient=patient,
+            values=VALUES['token_expired'])
+        Transaction().commit()
+        message, = self.messages('+919810000700')
+        self.assertEqual(message.state, 'queued')
+        self.assertIn('params must be a JSON object', message.reason)
+        self.configure()
+        Message.dispatch(now=dt.datetime.now() + dt.timedelta(hours=1))
+        Transaction().commit()
+        message, = self.messages('+919810000700')
+        self.assertEqual(message.state, 'sent')
+        self.assertEqual(len(self.gateway.sent_to('to', '+919810000700')), 1)
+
+    @with_sehat
     def test_gateway_settings_listed(self, env):
         "Administrators see the gateway settings, secrets flagged"
         Configuration = env.pool.get('sehat.opd.configuration')

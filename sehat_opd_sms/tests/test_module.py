@@ -11,7 +11,7 @@ import urllib.parse
 from unittest import mock
 
 from trytond.modules.sehat_opd.tests.tools import create_patient, with_sehat
-from trytond.modules.sehat_opd_sms import dlt, gateway, mailing, outbox
+from trytond.modules.sehat_opd_sms import dispatch, dlt, gateway, mailing
 from trytond.pool import Pool
 from trytond.tests.test_tryton import DB_NAME, ModuleTestCase
 from trytond.transaction import Transaction
@@ -307,9 +307,9 @@ class MailFunctionTestCase(unittest.TestCase):
         self.assertIn('ref-9', message['Message-ID'])
 
     def test_backoff(self):
-        self.assertEqual([outbox.backoff(30, n) for n in range(1, 5)],
+        self.assertEqual([dispatch.backoff(30, n) for n in range(1, 5)],
             [30, 60, 120, 240])
-        self.assertEqual(outbox.backoff(30, 20), outbox.MAX_DELAY)
+        self.assertEqual(dispatch.backoff(30, 20), dispatch.MAX_DELAY)
 
 
 class SehatOpdSmsTestCase(ModuleTestCase):

@@ -216,7 +216,7 @@ class Dispatching:
         "Send what is due: first tries left by a crash, retries."
         cls.dispatch()
 
-    # Delivery receipts ------------------------------------------------------------
+    # Delivery receipts ------------------------------------------------------
 
     @classmethod
     def apply_receipts(cls, receipts, provider):

@@ -264,7 +264,8 @@ def _exotel(settings, sms):
     # https://developer.exotel.com/docs/sms-api/api-reference/send-sms
     # (From, To, Body, EncodingType, DltEntityId, DltTemplateId, SmsType,
     # CustomField, StatusCallback, Priority; HTTP basic auth with the API
-    # key and token; ".json" for a JSON answer: https://developer.exotel.com/api/sms)
+    # key and token; ".json" for a JSON answer:
+    # https://developer.exotel.com/api/sms)
     _require(sms, 'dlt_template_id', 'exotel')
     credentials = base64.b64encode(('%s:%s' % (
                 settings['api_key'], settings['api_token'])).encode()).decode()
@@ -289,9 +290,9 @@ def _msg91(settings, sms):
     # MSG91 "Send SMS via Flow" (OneAPI):
     # https://control.msg91.com/apidoc/textsms/send-sms-flow.php
     # The DLT template id and entity id are mapped to the MSG91 template in
-    # its panel (https://msg91.com/help/dlt-registration-in-india/map-sms-content-template-on-msg91-api-panel),
-    # so the request names the MSG91 template and gives the {#var#} values
-    # as VAR1, VAR2, ... in the order of the DLT template.
+    # its panel, so the request names the MSG91 template and gives the
+    # {#var#} values as VAR1, VAR2, ... in the order of the DLT template:
+    # https://msg91.com/help/dlt-registration-in-india/map-sms-content-template-on-msg91-api-panel  # noqa: E501
     _require(sms, 'template_id', 'msg91')
     recipient = {'mobiles': sms['mobile'].lstrip('+')}
     for index, fill in enumerate(sms.get('fills') or [], 1):
@@ -309,7 +310,7 @@ def _msg91(settings, sms):
             }, params, 'json')
 
 
-# Answers ---------------------------------------------------------------------
+# Answers -------------------------------------------------------------------
 
 def snippet(body, size=300):
     if isinstance(body, bytes):
@@ -389,7 +390,7 @@ def _msg91_answer(settings, body):
     return Outcome('fatal', None, 'msg91: ' + snippet(body))
 
 
-# Delivery receipts -------------------------------------------------------------
+# Delivery receipts ---------------------------------------------------------
 
 def _items(data, *keys):
     "The report objects of a receipt: a JSON list, a JSON object or a form."
@@ -480,7 +481,7 @@ def _exotel_receipts(settings, data):
 
 
 def _msg91_receipts(settings, data):
-    # https://msg91.com/help/how-can-i-get-the-delivery-reports-on-my-webhook-url
+    # https://msg91.com/help/how-can-i-get-the-delivery-reports-on-my-webhook-url  # noqa: E501
     # v2: form field "data", a JSON string of [{requestId, report: [{number,
     # status, desc}]}]; v3: one JSON object {requestId, number, status, desc}.
     # Status 1 is delivered; 2, 9, 16, 17, 25 are failures.

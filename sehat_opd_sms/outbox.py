@@ -162,7 +162,7 @@ class Message(Dispatching, Workflow, ModelSQL, ModelView):
             if self.channel == 'sms' else self.recipient)
         return '%s: %s' % (self.event, recipient)
 
-    # Queueing ----------------------------------------------------------------
+    # Queueing ---------------------------------------------------------------
 
     @classmethod
     def queue(cls, event, recipient, values):
@@ -282,7 +282,7 @@ class Message(Dispatching, Workflow, ModelSQL, ModelView):
                 text = cls._core_text(Notifier, event, values, language)
         return {'text': text, 'subject': subject}, None
 
-    # Workflow ------------------------------------------------------------------
+    # Workflow ---------------------------------------------------------------
 
     @classmethod
     @Workflow.transition('sending')

@@ -1,6 +1,7 @@
 """HTTP of SeHAT OPD notifications: the gateways' delivery receipts.
 
-POST (or GET, as some gateways call back) /<db>/opd/api/v1/sms/receipt/<provider>
+POST (or GET, as some gateways call back)
+/<db>/opd/api/v1/sms/receipt/<provider>
 with the shared secret in the X-Sehat-Secret header or the `secret` query
 parameter (gateways that only take a URL). Answers 404 where the module is
 not activated or no secret is configured (the webhook is then closed).

@@ -55,7 +55,7 @@ def queue_settings():
             }
 
 
-# Sending ----------------------------------------------------------------------
+# Sending -------------------------------------------------------------------
 
 def http_send(request, timeout):
     "Send a gateway.Request; return (status or None, body or error text)."
@@ -167,7 +167,7 @@ def deliver(payloads, config):
     return outcomes
 
 
-# After commit -------------------------------------------------------------------
+# After commit --------------------------------------------------------------
 
 def run(database_name, ids):
     "Send the messages `ids` from a transaction of its own (thread or inline)."

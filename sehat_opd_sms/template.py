@@ -2,7 +2,8 @@
 from sql.operators import Equal
 
 from trytond.i18n import gettext
-from trytond.model import DeactivableMixin, Exclude, ModelSQL, ModelView, fields
+from trytond.model import (
+    DeactivableMixin, Exclude, ModelSQL, ModelView, fields)
 from trytond.modules.sehat_opd.notifier import EVENTS
 
 from . import dlt
@@ -109,7 +110,7 @@ class Template(DeactivableMixin, ModelSQL, ModelView):
         return dlt.segments(dlt.sample(self.text or ''))[1]
 
     def get_rec_name(self, name):
-        events = dict(self.__class__.fields_get(['event'])['event']['selection'])
+        events = dict(EVENTS)
         return '%s (%s)' % (events.get(self.event, self.event), self.language)
 
     @property

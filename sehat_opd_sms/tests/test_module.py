@@ -237,7 +237,8 @@ class GatewayFunctionTestCase(unittest.TestCase):
         self.assertEqual(body['recipients'], [{'mobiles': '919876543210',
                     'VAR1': '482913', 'VAR2': '10'}])
         self.assertEqual(gateway.classify(config, 200,
-                '{"type": "success", "message": "3661"}')[:2], ('sent', '3661'))
+                '{"type": "success", "message": "3661"}')[:2],
+            ('sent', '3661'))
         self.assertEqual(gateway.classify(config, 200,
                 '{"type": "error", "message": "no"}').status, 'fatal')
         with self.assertRaises(gateway.GatewayConfigError):
@@ -365,7 +366,8 @@ class SehatOpdSmsTestCase(ModuleTestCase):
 
     def messages(self, mobile):
         Message = Pool().get('sehat.sms.message')
-        return Message.search([('recipient', '=', mobile)], order=[('id', 'ASC')])
+        return Message.search([('recipient', '=', mobile)],
+            order=[('id', 'ASC')])
 
     @with_sehat
     def test_default_templates(self, env):
@@ -412,7 +414,8 @@ class SehatOpdSmsTestCase(ModuleTestCase):
                 Template.write([template], values)
             cursor.execute('ROLLBACK TO SAVEPOINT bad_template')
         template = Template(template.id)
-        self.assertEqual((template.encoding, template.max_segments), ('gsm7', 1))
+        self.assertEqual((template.encoding, template.max_segments),
+            ('gsm7', 1))
         hindi = Template.for_event('otp', 'hi')
         self.assertEqual((hindi.encoding, hindi.max_segments), ('ucs2', 3))
         Template.write([template], {'active': False})

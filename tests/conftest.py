@@ -5,11 +5,14 @@ real browser.
   demo data of data/, built once per run by scripts/setup_db.py and then
   copied from a template (CREATE DATABASE ... TEMPLATE) for each session.
 - `server`: trytond serving that database on a free port of 127.0.0.1, its
-  log captured so tests can read the OTPs and SMS texts the notifier writes.
+  log captured, its SMS going to `gateway`, a real HTTP gateway on 127.0.0.1
+  (sehat_opd_sms's generic provider), where tests read the OTPs and texts.
 - `browser` / `page`: Debian's Chromium driven by Playwright (never a
   downloaded browser); `shot(page, name)` saves tests/screenshots/<name>.png.
 """
 import hashlib
+import importlib.util
+import json
 import os
 import re
 import socket
@@ -37,6 +40,19 @@ DESKTOP = {'width': 1280, 'height': 900}
 PHONE = {'width': 360, 'height': 740}
 
 sys.path.insert(0, str(ROOT / 'scripts'))
+
+
+def _fake_gateway():
+    """The fake SMS gateway of sehat_opd_sms's tests, loaded from its file
+    (importing the package would import the Tryton modules here)."""
+    spec = importlib.util.spec_from_file_location('sehat_fake_gateway',
+        ROOT / 'sehat_opd_sms' / 'tests' / 'fake_gateway.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+FakeGateway = _fake_gateway().FakeGateway
 
 
 def _env(**extra):
@@ -95,13 +111,14 @@ def free_port():
 
 
 class Server:
-    "A trytond server process and what it wrote to its log."
+    "A trytond server process, what it wrote to its log, what it texted."
 
-    def __init__(self, database, port, log_path, env):
+    def __init__(self, database, port, log_path, env, gateway=None):
         self.database = database
         self.port = port
         self.log_path = log_path
         self.env = env
+        self.gateway = gateway
         self.process = None
         self.base = 'http://127.0.0.1:%s' % port
         self.portal = '%s/%s/opd' % (self.base, database)
@@ -142,9 +159,15 @@ class Server:
         return self.log_path.read_text(errors='replace')
 
     def messages(self, mobile, event=None):
-        """SMS texts the notifier logged for `mobile` (E.164 or 10 digits)."""
+        """SMS texts sent to `mobile` (E.164 or 10 digits), oldest first:
+        what the gateway accepted (once per message), else the log lines
+        of sehat_opd_sms's `log` provider."""
         if not mobile.startswith('+'):
             mobile = '+91' + mobile[-10:]
+        if self.gateway is not None:
+            return [r.params.get('text') for r in self.gateway.sent_to(
+                    'to', mobile)
+                if event is None or r.params.get('event') == event]
         pattern = re.compile(r'SMS to %s \[(\w+)\]: (.*)$' % re.escape(mobile))
         found = []
         for line in self.log().splitlines():
@@ -161,18 +184,50 @@ class Server:
             if texts:
                 return re.search(r'\b(\d{6})\b', texts[-1]).group(1)
             time.sleep(0.1)
-        raise AssertionError('no OTP logged for %s' % mobile)
+        raise AssertionError('no OTP sent to %s' % mobile)
 
 
 @pytest.fixture(scope='session')
-def server(database, tmp_path_factory, fake_jitsi):
+def gateway():
+    """The SMS gateway of the `server`: a real HTTP server on 127.0.0.1
+    recording each request (see sehat_opd_sms/tests/fake_gateway.py)."""
+    gateway = FakeGateway(hang=2.0).start()
+    yield gateway
+    gateway.stop()
+
+
+# The server's SMS settings: sehat_opd_sms's generic provider, posting JSON.
+# Sent inline at commit (production sends from a thread): by the time the
+# API answers, the gateway has the message, as tests expect.
+SMS_WEBHOOK_SECRET = 'test-webhook-secret'
+
+
+def sms_env(gateway):
+    return {
+        'TRYTOND_SEHAT_OPD_SMS__PROVIDER': 'generic',
+        'TRYTOND_SEHAT_OPD_SMS__URL': gateway.url + '/sms',
+        'TRYTOND_SEHAT_OPD_SMS__BODY': 'json',
+        'TRYTOND_SEHAT_OPD_SMS__PARAMS': json.dumps({
+                'to': '{mobile}', 'text': '{text}', 'event': '{event}',
+                'dlt_template_id': '{dlt_template_id}',
+                'reference': '{reference}'}),
+        'TRYTOND_SEHAT_OPD_SMS__RESPONSE_ID': 'id',
+        'TRYTOND_SEHAT_OPD_SMS__IDEMPOTENCY_HEADER': 'Idempotency-Key',
+        'TRYTOND_SEHAT_OPD_SMS__TIMEOUT': '1',
+        'TRYTOND_SEHAT_OPD_SMS__WEBHOOK_SECRET': SMS_WEBHOOK_SECRET,
+        'TRYTOND_SEHAT_OPD_SMS__DISPATCH': 'inline',
+        }
+
+
+@pytest.fixture(scope='session')
+def server(database, gateway, tmp_path_factory, fake_jitsi):
     log = tmp_path_factory.mktemp('server') / 'trytond.log'
     port = free_port()
     server = Server(database, port, log, _env(
             TRYTOND_WEB__LISTEN='127.0.0.1:%s' % port,
             TRYTOND_WEB__ROOT=str(VAR / 'sao'),
             TRYTOND_SEHAT_OPD__BASE_URL='http://127.0.0.1:%s' % port,
-            **fake_jitsi.settings()))
+            **fake_jitsi.settings(), **sms_env(gateway)), gateway=gateway)
     server.start()
     yield server
     server.stop()

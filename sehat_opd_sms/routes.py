@@ -1,0 +1,58 @@
+"""HTTP of SeHAT OPD notifications: the gateways' delivery receipts.
+
+POST (or GET, as some gateways call back)
+/<db>/opd/api/v1/sms/receipt/<provider>
+with the shared secret in the X-Sehat-Secret header or the `secret` query
+parameter (gateways that only take a URL). Answers 404 where the module is
+not activated or no secret is configured (the webhook is then closed).
+"""
+import hmac
+import json
+
+from trytond.i18n import gettext
+from trytond.modules.sehat_opd.exceptions import Unauthorized
+from trytond.modules.sehat_opd.web import api, error_response
+
+from . import gateway, sending
+
+SECRET_HEADER = 'X-Sehat-Secret'
+
+
+def _payload(request):
+    "The query, form and JSON body of a gateway's call."
+    data = {'args': request.args.to_dict(), 'form': {}, 'json': None}
+    if request.mimetype in {
+            'application/x-www-form-urlencoded', 'multipart/form-data'}:
+        data['form'] = request.form.to_dict()
+    else:
+        raw = request.get_data(cache=True)
+        if raw:
+            try:
+                data['json'] = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                data['json'] = None
+    return data
+
+
+@api('/sms/receipt/<provider>', methods=['POST', 'GET'])
+def receipt(request, pool, session, provider):
+    "A delivery report of the SMS gateway."
+    try:
+        Message = pool.get('sehat.sms.message')
+    except KeyError:
+        return error_response(404, 'not_found', 'Not Found')
+    try:
+        config = sending.settings()
+    except gateway.GatewayConfigError:
+        return error_response(404, 'not_found', 'Not Found')
+    expected = config['webhook_secret']
+    if not expected or provider not in gateway.PROVIDERS or provider == 'log':
+        return error_response(404, 'not_found', 'Not Found')
+    supplied = (request.headers.get(SECRET_HEADER)
+        or request.args.get('secret') or '')
+    if not hmac.compare_digest(
+            supplied.encode('utf-8'), expected.encode('utf-8')):
+        raise Unauthorized(gettext('sehat_opd_sms.msg_webhook_secret'))
+    receipts = gateway.parse_receipts(config, provider, _payload(request))
+    updated = Message.apply_receipts(receipts, provider)
+    return {'received': len(receipts), 'updated': updated}

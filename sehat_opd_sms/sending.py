@@ -218,8 +218,13 @@ class DispatchDataManager:
 
     def tpc_finish(self, trans):
         ids, self.ids = self.ids, []
-        if not ids:
-            return
+        if ids:
+            # once the transaction has given its connection back: sending
+            # needs a connection of its own, and holding two per request
+            # would exhaust the pool under a burst of requests
+            trans.atexit(self.dispatch, ids)
+
+    def dispatch(self, ids):
         mode = tools.get_setting(SECTION, 'dispatch', 'thread')
         if mode == 'cron':
             return

@@ -64,8 +64,14 @@ class Token(metaclass=PoolMeta):
                 })
 
     @classmethod
-    def default_video_room(cls):
-        return jitsi.new_room_name()
+    def create(cls, vlist):
+        # not a field default: Tryton computes defaults once per create()
+        # call, which would give every token of a batch the same room
+        vlist = [v.copy() for v in vlist]
+        for values in vlist:
+            if not values.get('video_room'):
+                values['video_room'] = jitsi.new_room_name()
+        return super().create(vlist)
 
     @classmethod
     def call(cls, tokens, healthprof):

@@ -123,9 +123,14 @@ def make_doctors(database, count, opd_id, tag, password=None):
         HealthProf = pool.get('gnuhealth.healthprofessional')
         OPD = pool.get('sehat.opd')
         Session = pool.get('sehat.opd.session')
+        ModelData = pool.get('ir.model.data')
+        # the console is for members of the SeHAT Doctor group
+        doctor_group = ModelData.get_id('sehat_opd', 'group_sehat_doctor')
         suffix = secrets.token_hex(3)
         logins = ['dr.%s%s.%02d' % (tag, suffix, i) for i in range(count)]
-        users = User.create([dict({'login': login, 'name': 'Dr %s' % login},
+        users = User.create([dict({
+                        'login': login, 'name': 'Dr %s' % login,
+                        'groups': [('add', [doctor_group])]},
                     **({'password': password} if password else {}))
                 for login in logins])
         parties = [Party.create([{

@@ -72,8 +72,8 @@ def test_long_poll_wakes_on_change(server, db):
 
 
 def test_call_now_answer(server, db):
-    "Call Now answered: the consultation starts, next_url is null in the "
-    "core; answering again, or without a call, is refused"
+    "Call Now answered: the patient is sent to the consultation room, which "
+    "starts when the doctor is in too; answering without a call is refused"
     opd = queue_data.make_opd(db, code('CN'))
     patient, other = queue_data.make_patients(db, 2, '22')
     doctor, = queue_data.make_doctors(db, 1, opd, 'n')
@@ -94,12 +94,21 @@ def test_call_now_answer(server, db):
     r = requests.post(server.api + '/tokens/current/call',
         headers=bearer(other['session']), timeout=30)
     assert r.status_code == 200, r.text
-    assert r.json() == {'token_number': 1, 'state': 'in_consultation',
-        'next_url': None}
+    # with the video module the answer opens the consultation page; the
+    # consultation starts when both are in the room (here: the doctor
+    # starts it)
+    consult = '/%s/opd/consult' % server.database
+    assert r.json() == {'token_number': 1, 'state': 'called',
+        'next_url': consult}
+    token_id = requests.get(server.api + '/doctor/state',
+        headers=bearer(doctor['session']), timeout=30).json()['current']['id']
+    r = requests.post(server.api + '/doctor/tokens/%s/start' % token_id,
+        headers=bearer(doctor['session']), timeout=30)
+    assert r.status_code == 200, r.text
     status = requests.get(server.api + '/tokens/current',
         headers=bearer(other['session']), timeout=30).json()
     assert (status['state'], status['consultation_url']) == (
-        'in_consultation', None)
+        'in_consultation', consult)
     # the doctor is busy: the next patient waits
     requests.post(server.api + '/tokens', json={'opd': opd},
         headers=bearer(patient['session']), timeout=30)

@@ -218,11 +218,16 @@ class DispatchDataManager:
 
     def tpc_finish(self, trans):
         ids, self.ids = self.ids, []
-        if ids:
-            # once the transaction has given its connection back: sending
-            # needs a connection of its own, and holding two per request
-            # would exhaust the pool under a burst of requests
+        if not ids:
+            return
+        if trans.context.get('_request'):
+            # A request sends once its transaction has given its connection
+            # back: sending takes a connection of its own, and a burst of
+            # requests each holding one while waiting for a second would
+            # exhaust the pool.
             trans.atexit(self.dispatch, ids)
+        else:
+            self.dispatch(ids)
 
     def dispatch(self, ids):
         mode = tools.get_setting(SECTION, 'dispatch', 'thread')

@@ -92,12 +92,16 @@ class FakeGateway:
         self._server.shutdown()
         self._server.server_close()
 
-    def set_mode(self, mode):
-        "ok, error (500), reject (400), hang, close (no answer)."
+    def set_mode(self, mode, first=()):
+        """ok, error (500), reject (400), hang, close (no answer); the next
+        requests get the modes of `first` before (set at the same moment, so
+        no request slips in between)."""
         assert mode in MODES, mode
+        assert all(m in MODES for m in first), first
         with self._lock:
             self.mode = mode
             self._next.clear()
+            self._next.extend(first)
 
     def fail_next(self, count, mode='error'):
         "The next `count` requests get `mode`, then the current mode again."

@@ -340,9 +340,9 @@ class SehatOpdSmsTestCase(ModuleTestCase):
             time.sleep(1.5)
             self.gateway.set_mode('error')
             time.sleep(1.5)
-            self.gateway.set_mode('ok')
-            # one request taken but answered too late: the sender retries
-            self.gateway.fail_next(1, 'hang')
+            # back, but the first request is taken and answered too late:
+            # the sender retries it
+            self.gateway.set_mode('ok', first=['hang'])
             done = self.gateway.wait_for(lambda g: {
                     r.params['reference'] for r in g.accepted} >= references,
                 timeout=30)
@@ -355,13 +355,15 @@ class SehatOpdSmsTestCase(ModuleTestCase):
         # The message whose answer never came is still due for a retry:
         # the gateway sees it again and drops it by its idempotency key.
         self.gateway.wait_for(lambda g: not g.in_flight)
-        Message.dispatch(now=dt.datetime.now() + dt.timedelta(hours=2))
+        Transaction().commit()  # a new snapshot, to see the workers' work
+        # past its backoff, before "turn near" expires (an hour)
+        Message.dispatch(now=dt.datetime.now() + dt.timedelta(minutes=30))
         accepted = [r.params['reference'] for r in self.gateway.accepted]
         self.assertEqual(sorted(accepted), sorted(references))  # once each
         self.assertEqual(len(self.gateway.duplicates), 1)
         modes = {r['mode'] for r in self.gateway.requests}
         self.assertTrue({'close', 'error', 'hang', 'ok'} <= modes, modes)
-        Transaction().commit()  # a new snapshot, to read the workers' work
+        Transaction().commit()
         for mobile in mobiles:
             message, = self.messages(mobile)
             self.assertEqual(message.state, 'sent', message.reason)

@@ -438,6 +438,38 @@ class Doctor:
     def get(self, path, **kwargs):
         return self.http.get(self.base + path, timeout=30, **kwargs)
 
+    def current(self):
+        return self.get('/state').json()['current']
+
+    def finish(self, token_id):
+        "Consult `token_id` without video and complete it."
+        state = self.get('/tokens/%s' % token_id).json()['state']
+        if state == 'called':
+            r = self.post('/tokens/%s/start' % token_id)
+            assert r.status_code == 200, r.text
+        r = self.post('/tokens/%s/complete' % token_id)
+        assert r.status_code == 200, r.text
+
+    def serve(self, opd_id, token_id, limit=50):
+        """Go online in `opd_id` and see the patients called before
+        `token_id` (left waiting by other tests of the session's server)
+        until `token_id` is this doctor's current patient."""
+        current = self.current()
+        if current and current['id'] != token_id:
+            self.finish(current['id'])
+        r = self.post('/online', json={'opd': opd_id})
+        assert r.status_code == 200, r.text
+        for _ in range(limit):
+            current = self.current()
+            if current is None:
+                r = self.post('/call-next')
+                assert r.status_code == 200, r.text
+                continue
+            if current['id'] == token_id:
+                return current
+            self.finish(current['id'])
+        raise AssertionError('token %s never called' % token_id)
+
 
 @pytest.fixture
 def doctor_login(server):

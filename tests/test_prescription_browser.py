@@ -101,14 +101,18 @@ def consult(server, patient, doctor_login, rx_opd, complaint):
     "The patient takes a token, dr.sharma calls, the patient answers."
     r = patient.take_token(rx_opd, complaint)
     assert r.status_code == 201, r.text
+    token_id = patient.get('/tokens/current').json()['token_id']
     console = doctor_login('dr.sharma')
-    r = console.post('/online', json={'opd': patient.opd_id(rx_opd)})
-    assert r.status_code == 200, r.text
+    console.serve(patient.opd_id(rx_opd), token_id)
     status = patient.get('/tokens/current').json()
     assert status['state'] == 'called', status
     r = patient.post('/tokens/current/call')
     assert r.status_code == 200, r.text
-    return status['token_id']
+    # the consultation starts when both are in the video room, or when the
+    # doctor goes on without video
+    r = console.post('/tokens/%s/start' % token_id)
+    assert r.status_code == 200, r.text
+    return token_id
 
 
 def write_prescription(doctor, token_id, lines):
@@ -388,6 +392,8 @@ def test_back_office_consultation_forms(server, rx_patient, doctor_login,
         '.expander').click()
     page.locator('#menu tr', has_text='My OPD Queue').first.locator(
         '.cell').first.click()
+    # the queue opens on its "Waiting" tab; the patient is with the doctor
+    page.get_by_role('tab', name=re.compile('^With a Doctor')).click()
     row = page.locator('.treeview tr', has_text='Knee pain').first
     expect(row).to_be_visible(timeout=30_000)
     row.dblclick()

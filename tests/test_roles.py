@@ -348,18 +348,11 @@ def test_report_graph_in_back_office(server, page, admin, owner,
     # today's figures: the owner consults dr.khan, another patient cancels
     khan = doctor_login('dr.khan')
     try:
-        if owner.get('/tokens/current').json().get('state') == 'waiting':
-            r = khan.post('/online', json={'opd': owner.opd_id('DEMO24')})
-            assert r.status_code == 200, r.text
-        state = owner.get('/tokens/current').json().get('state')
-        if state == 'called':
-            assert owner.post('/tokens/current/call').status_code == 200
-            # with the video module the consultation starts when both are in
-            # the room; the doctor may also start it without video
-            r = khan.post('/tokens/%s/start' % token_id)
-            assert r.status_code == 200, r.text
-        r = khan.post('/tokens/%s/complete' % token_id)
-        assert r.status_code == 200, r.text
+        khan.serve(owner.opd_id('DEMO24'), token_id)
+        assert owner.post('/tokens/current/call').status_code == 200
+        # with the video module the consultation starts when both are in
+        # the room; the doctor may also start it without video
+        khan.finish(token_id)
     finally:
         khan.post('/offline')
     other = new_patient(server)

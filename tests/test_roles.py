@@ -3,8 +3,6 @@ patient API), the contact form and its CAPTCHA, the doctors' status page and
 the reports in the back office."""
 import base64
 import io
-import itertools
-import os
 import re
 import time
 
@@ -13,7 +11,7 @@ import requests
 from PIL import Image
 from playwright.sync_api import expect
 
-from conftest import Api, shot, shot_widths
+from conftest import Api, fresh_mobile, shot, shot_widths
 
 from trytond.modules.sehat_opd import captcha
 
@@ -63,15 +61,6 @@ def quick_otp(admin):
     yield
     admin('model.sehat.opd.configuration.write', [1],
         {'otp_resend_after': old['otp_resend_after']})
-
-
-_mobiles = itertools.count()
-
-
-def fresh_mobile():
-    """A mobile unique in the session (conftest's new_mobile gives 11 digits
-    when the process id ends in 9000-9999)."""
-    return '8%04d%05d' % (os.getpid() % 10000, next(_mobiles))
 
 
 def new_patient(server):

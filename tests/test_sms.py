@@ -1,8 +1,6 @@
 """SMS and e-mail notifications end to end: a real server sending to the
 session's fake gateway (conftest `gateway`), receipts through the webhook,
 and the outbox in the back office."""
-import itertools
-import os
 import re
 import subprocess
 import sys
@@ -12,7 +10,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from conftest import CONF, SMS_WEBHOOK_SECRET, _psql, shot
+from conftest import CONF, SMS_WEBHOOK_SECRET, _psql, fresh_mobile, shot
 from test_foundation import bare_database  # noqa: F401 (fixture)
 
 NOTIFY = """
@@ -58,14 +56,10 @@ def wait_messages(server, mobile, event, count=1, timeout=10):
     raise AssertionError('no %s message for %s' % (event, mobile))
 
 
-_numbers = itertools.count()
-
-
 @pytest.fixture
 def mobile():
-    """A fresh mobile (conftest's new_mobile() makes 11 digits when the
-    process id is above 8999)."""
-    return '96%04d%04d' % (os.getpid() % 10000, next(_numbers))
+    "A fresh mobile."
+    return fresh_mobile()
 
 
 def login(server, api, mobile):

@@ -11,6 +11,8 @@ PostgreSQL drill disturbs every client of the cluster for a few seconds
 and checks that the session server recovers too.
 """
 import concurrent.futures
+import os
+import pwd
 import re
 import secrets
 import subprocess
@@ -20,11 +22,15 @@ import time
 from collections import Counter
 
 import jwt
+import psycopg2
 import pytest
 import requests
+from playwright.sync_api import expect
 
 import queue_data
-from conftest import CONF, JITSI_SECRET, FakeGateway, Server, free_port
+from conftest import (
+    BIN, CONF, DESKTOP, JITSI_SECRET, FakeGateway, Server, _psql, free_port,
+    shot)
 
 PNG = (b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01'
     b'\x08\x02\x00\x00\x00\x90wS\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0'
@@ -189,6 +195,230 @@ def test_server_killed_during_consultation(own_server, db):
     lines = ok(doctor.get('/tokens/%s/messages' % token_id))['messages']
     assert [m['text'] for m in lines[-2:]] == ['Back again', 'Me too']
     assert ok(doctor.get('/state'))['current']['id'] == token_id
+
+
+# 2. PostgreSQL restarts while patients wait --------------------------------
+
+def cluster():
+    """The Debian cluster (version, name) of the test database, or skip:
+    the drill restarts it for real."""
+    directory = _psql('SHOW data_directory')
+    try:
+        listing = subprocess.run(['pg_lsclusters', '--no-header'],
+            capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip('no pg_lsclusters: the cluster cannot be restarted here')
+    for line in listing.splitlines():
+        version, name, _, _, owner, data, *_ = line.split()
+        if data == directory:
+            if os.geteuid() != 0 and pwd.getpwuid(os.geteuid()).pw_name != (
+                    owner):
+                pytest.skip('cluster %s/%s belongs to %s' % (
+                        version, name, owner))
+            return version, name
+    pytest.skip('the cluster of %s is not a Debian cluster' % directory)
+
+
+class Poller(threading.Thread):
+    """A waiting room's long poll, as static/waiting.js does it (with
+    `path` /tokens/current: a page reading its status again and again)."""
+
+    def __init__(self, client, path='/tokens/current/wait'):
+        super().__init__(daemon=True)
+        self.client = client
+        self.path = path
+        self.answers = []  # (time, status code, Retry-After, body)
+        self.stop = threading.Event()
+        self.expected = None
+
+    def last(self):
+        return [a for a in self.answers if a[1] == 200][-1][3]
+
+    def run(self):
+        version, cursor = '', ''
+        while not self.stop.is_set():
+            try:
+                r = self.client.get(self.path,
+                    params={'version': version, 'cursor': cursor})
+            except requests.RequestException as exception:
+                self.answers.append((time.monotonic(), None, None,
+                        str(exception)))
+                time.sleep(0.5)
+                continue
+            body = r.json() if r.headers.get('Content-Type', '').startswith(
+                'application/json') else r.text
+            self.answers.append((time.monotonic(), r.status_code,
+                    r.headers.get('Retry-After'), body))
+            if r.status_code == 200:
+                version = str(body['version'])
+                cursor = body.get('cursor') or ''
+            if r.status_code != 200 or 'wait' not in self.path:
+                time.sleep(0.2)
+
+
+def test_postgresql_restart_while_patients_wait(own_server, server, db):
+    "PostgreSQL restarts under waiting patients: a clean 503 for what it "
+    "cut, then the waiting rooms come back live by themselves, every "
+    "place kept"
+    version, name = cluster()
+    own = own_server().start()
+    opd = queue_data.make_opd(db, new_code('PG'))
+    sessions = [p['session'] for p in queue_data.make_patients(db, 6, '92')]
+    patients = [Client(own, session) for session in sessions]
+    for patient in patients[:5]:
+        ok(patient.post('/tokens', json={'opd': opd}), 201)
+    before = [ok(p.get('/tokens/current')) for p in patients[:5]]
+    assert [(s['token_number'], s['position']) for s in before] == [
+        (i, i) for i in range(1, 6)]
+    # four waiting rooms long-poll this server, one the session server;
+    # the first patient's page reads its status over and over
+    pollers = [Poller(p) for p in patients[1:5]]
+    pollers.append(Poller(Client(server, sessions[4])))
+    for poller, place in zip(pollers, [2, 3, 4, 5, 5]):
+        poller.expected = place - 1  # once the first patient cancels
+    reader = Poller(patients[0], '/tokens/current')
+    for poller in pollers + [reader]:
+        poller.start()
+
+    # the sixth patient's "Take token" is waiting for the queue's lock
+    # when the database goes away
+    holder = psycopg2.connect(dbname=db)
+    holder.cursor().execute('SELECT id FROM sehat_opd_queue '
+        'WHERE opd = %s FOR UPDATE', (opd,))
+    cut = {}
+    taking = threading.Thread(target=lambda: cut.update(
+            r=patients[5].post('/tokens', json={'opd': opd})))
+    taking.start()
+    deadline = time.monotonic() + 10
+    while not _psql("SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = '%s' AND wait_event_type = 'Lock'" % db) == '1':
+        assert time.monotonic() < deadline, 'the request never waited'
+        time.sleep(0.1)
+    subprocess.run(['pg_ctlcluster', version, name, 'restart', '-m',
+            'fast'], check=True, capture_output=True, timeout=60)
+    holder.close()
+    taking.join(90)
+    r = cut['r']
+    assert r.status_code == 503, r.text
+    assert r.json()['error']['code'] == 'unavailable'
+    assert int(r.headers['Retry-After']) > 0
+    assert not TRACE.search(r.text)
+    assert queue_data.sql(db, 'SELECT count(*) FROM sehat_opd_token '
+        'WHERE opd = %s', opd) == [(5,)]
+
+    # the same requests succeed again, every place kept
+    after = [ok(p.get('/tokens/current')) for p in patients[:5]]
+    assert [(s['token_number'], s['position']) for s in after] == [
+        (s['token_number'], s['position']) for s in before]
+    assert ok(patients[5].post('/tokens', json={'opd': opd}),
+        201)['token_number'] == 6
+    # the waiting rooms are live again: a cancellation moves everyone up
+    time.sleep(1)  # the pollers' next long polls are waiting
+    reader.stop.set()
+    reader.join(30)
+    cancelled = time.monotonic()
+    ok(patients[0].post('/tokens/current/cancel'))
+    deadline = cancelled + 5
+    while time.monotonic() < deadline and any(
+            p.last()['position'] != p.expected for p in pollers):
+        time.sleep(0.1)
+    for poller in pollers:
+        poller.stop.set()
+        moved = [t for t, code, _, body in poller.answers if code == 200
+            and t > cancelled and body['position'] == poller.expected]
+        assert moved and moved[0] - cancelled < 3, poller.answers[-3:]
+    for _, code, retry_after, body in [
+            a for p in pollers + [reader] for a in p.answers]:
+        assert code in {200, 503}, (code, body)
+        assert not TRACE.search(str(body))
+        if code == 503:
+            assert body['error']['code'] == 'unavailable' and retry_after
+    assert {a[3]['token_number'] for a in reader.answers} == {1}
+    assert requests.get(server.api + '/health', timeout=30).ok
+
+
+def test_database_unreachable_from_the_start(own_server):
+    "A server (a new worker) that cannot reach its database answers 503 "
+    "with Retry-After, not 404: the API in JSON, pages that reload"
+    closed = free_port()
+    own = own_server(
+        TRYTOND_DATABASE__URI='postgresql://127.0.0.1:%s/' % closed)
+    with open(own.log_path, 'ab') as log:
+        own.process = subprocess.Popen([str(BIN / 'trytond'), '-c', str(CONF),
+                '-d', own.database], stdout=log, stderr=subprocess.STDOUT,
+            env=own.env)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            r = requests.get(own.api + '/tokens/current', timeout=10)
+            break
+        except requests.ConnectionError:
+            assert time.monotonic() < deadline, 'the server did not start'
+            time.sleep(0.3)
+    assert r.status_code == 503, r.text
+    assert r.json()['error']['code'] == 'unavailable'
+    assert r.headers['Retry-After'] == '3'
+    r = requests.get(own.portal + '/waiting', params={'lang': 'hi'},
+        timeout=10)
+    assert r.status_code == 503 and r.headers['Retry-After'] == '3'
+    assert '<meta http-equiv="refresh" content="3">' in r.text
+    assert 'यह पेज अपने आप फिर से प्रयास करेगा' in r.text
+    assert not TRACE.search(r.text)
+
+
+def test_waiting_page_reconnects(server, db, browser):
+    "The waiting room says it is reconnecting while the service answers "
+    "503 or cannot be reached, tries again later each time, and comes "
+    "back live by itself"
+    opd = queue_data.make_opd(db, new_code('WR'))
+    first, patient, third = queue_data.make_patients(db, 3, '95')
+    for each in (first, patient):
+        ok(Client(server, each['session']).post('/tokens', json={'opd': opd}),
+            201)
+    context = browser.new_context(viewport=DESKTOP, locale='en-IN')
+    context.set_default_timeout(15_000)
+    context.add_cookies([{'name': 'sehat_session', 'value': patient['session'],
+                'url': server.portal + '/'}])
+    failures, tries = ['503', 'refused'], []
+
+    def outage(route):
+        tries.append(time.monotonic())
+        if not failures:
+            return route.continue_()
+        if failures.pop(0) == '503':
+            return route.fulfill(status=503, headers={'Retry-After': '1'},
+                content_type='application/json',
+                body='{"error": {"code": "unavailable", "message": "-"}}')
+        return route.abort('connectionrefused')
+    try:
+        page = context.new_page()
+        errors = []
+        page.on('pageerror', lambda error: errors.append(str(error)))
+        page.goto(server.portal + '/waiting')
+        expect(page.locator('#position')).to_have_text('2 of 2')
+        reconnecting = page.locator('#reconnecting')
+        expect(reconnecting).to_be_hidden()
+        # from the next poll on, the service is away for two tries
+        page.route(re.compile(r'/tokens/current(/wait)?(\?|$)'), outage)
+        ok(Client(server, first['session']).post('/tokens/current/cancel'))
+        expect(page.locator('#position')).to_have_text('1 of 1')
+        expect(reconnecting).to_be_visible()
+        shot(page, 'faults-waiting-reconnecting')
+        expect(reconnecting).to_be_hidden(timeout=20_000)
+        # three tries: the two failures, then a status read that went
+        # through, each after a longer pause (Retry-After 1 s, then 2 s,
+        # give or take)
+        first_try, second, third_try = tries[:3]
+        assert second - first_try >= 0.7
+        assert third_try - second >= 1.4
+        # and the room is live again: the next patient shows at once
+        ok(Client(server, third['session']).post('/tokens',
+                json={'opd': opd}), 201)
+        expect(page.locator('#position')).to_have_text('1 of 2',
+            timeout=5_000)
+        assert not errors
+    finally:
+        context.close()
 
 
 # 3. The SMS gateway is down for a whole burst of tokens --------------------

@@ -94,13 +94,30 @@ def get_pool(database_name):
                 pool.init()
         pool.get(MODEL)
     except Exception as exception:
-        if database_unavailable(exception):
+        if database_unavailable(exception) and server_down():
             logger.warning('database %r unavailable: %s', database_name,
                 exception)
             raise DatabaseUnavailable()
         logger.debug('no SeHAT OPD in %r', database_name, exc_info=True)
         return None
     return pool
+
+
+def server_down():
+    """Whether the database server refuses connections (down, restarting,
+    full), asked when a database's pool cannot be loaded: a server that
+    answers has no such database (404), one that does not may have it
+    (503). SQLite has no server."""
+    if backend.name != 'postgresql':
+        return False
+    import psycopg2
+    from trytond.backend.postgresql.database import _default_name
+    params = backend.Database._connection_params(_default_name)
+    try:
+        psycopg2.connect(connect_timeout=2, **params).close()
+    except psycopg2.Error:
+        return True
+    return False
 
 
 def json_response(data, status=200, headers=None):

@@ -290,7 +290,7 @@ def wait(request, database_name):
     try:
         current = read(request, pool)
     except Exception as exception:
-        return web.render_error(exception)
+        return web.render_error(exception, request)
     known = request.args.get('version')
     cursor = request.args.get('cursor') or None
     version = console_version(current)
@@ -304,7 +304,7 @@ def wait(request, database_name):
             try:
                 current = read(request, pool)
             except Exception as exception:
-                return web.render_error(exception)
+                return web.render_error(exception, request)
     current['version'] = console_version(current)
     current['cursor'] = cursor
     return json_response(current)

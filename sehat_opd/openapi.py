@@ -156,6 +156,15 @@ def document(routes, server_url):
                     'content': {'application/json': {
                             'schema': {'$ref': '#/components/schemas/Error'}}},
                     },
+                '503': {
+                    'description': 'The database is briefly unavailable '
+                    '(a restart, a failover): error code "unavailable"; '
+                    'try again after Retry-After seconds.',
+                    'headers': {'Retry-After': {
+                            'schema': {'type': 'integer'}}},
+                    'content': {'application/json': {
+                            'schema': {'$ref': '#/components/schemas/Error'}}},
+                    },
                 },
             }
         parameters = _parameters(route['path'])

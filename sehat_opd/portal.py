@@ -174,13 +174,13 @@ def page(path, methods=('GET',), patient=False, floor=None, locking=False,
         @wraps(func)
         def endpoint(request, database_name, **kwargs):
             started = time.monotonic()
-            pool = web.get_pool(database_name)
-            if pool is None:
-                return Response('Not Found', status=404)
             if request.method == 'POST' and not check_form(request):
                 return render(request, 'error.html', status=400,
                     message_id='form_expired')
             try:
+                pool = web.get_pool(database_name)
+                if pool is None:
+                    return Response('Not Found', status=404)
                 response = inner(request, pool, **kwargs)
                 if floor and request.method == 'POST':
                     web.level_timing(started, floor)
@@ -188,7 +188,10 @@ def page(path, methods=('GET',), patient=False, floor=None, locking=False,
             except PortalError as error:
                 return render(request, 'error.html', status=error.status,
                     message=error.message)
-            except Exception:
+            except Exception as exception:
+                if (web.database_unavailable(exception)
+                        or isinstance(exception, web.DatabaseUnavailable)):
+                    return unavailable(request)
                 web.logger.exception('portal page %s failed', request.path)
                 return render(request, 'error.html', status=500,
                     message_id='server_error')
@@ -201,6 +204,17 @@ def page(path, methods=('GET',), patient=False, floor=None, locking=False,
 
 def _base(request):
     return '/%s/opd' % request.view_args.get('database_name')
+
+
+def unavailable(request):
+    """The page of a request the database could not serve (restarting,
+    unreachable): 503, and the browser loads the page again by itself
+    after Retry-After seconds."""
+    web.logger.warning('portal page %s: database unavailable', request.path)
+    response = render(request, 'error.html', status=503,
+        message_id='unavailable', refresh=web.RETRY_AFTER)
+    response.headers['Retry-After'] = str(web.RETRY_AFTER)
+    return response
 
 
 def current_session(request, pool, kind='patient'):

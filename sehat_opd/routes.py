@@ -203,7 +203,7 @@ def wait_token(request, database_name):
     try:
         status = _status_once(request, pool)
     except Exception as exception:
-        return web.render_error(exception)
+        return web.render_error(exception, request)
     live = status['live']
     known = request.args.get('version')
     cursor = request.args.get('cursor') or None
@@ -215,7 +215,7 @@ def wait_token(request, database_name):
             try:
                 status = _status_once(request, pool)
             except Exception as exception:
-                return web.render_error(exception)
+                return web.render_error(exception, request)
     status['cursor'] = cursor
     return json_response(status)
 

@@ -12,7 +12,7 @@ import time
 from functools import wraps
 from http import HTTPStatus
 
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
 from trytond import backend
 from trytond.exceptions import UserError, UserWarning
@@ -38,9 +38,49 @@ _ERROR_CODES = {
     400: 'bad_request', 401: 'unauthorized', 403: 'forbidden',
     404: 'not_found', 405: 'method_not_allowed', 409: 'conflict',
     411: 'length_required', 413: 'too_large', 415: 'unsupported_media',
-    422: 'invalid', 429: 'rate_limited',
+    422: 'invalid', 429: 'rate_limited', 503: 'unavailable',
     }
 MODEL = 'sehat.opd'
+# seconds a client waits before trying again when the database is away
+RETRY_AFTER = 3
+UNAVAILABLE = ('The service is briefly unavailable. '
+    'Please try again in a few seconds.')
+
+
+def database_unavailable(exception):
+    """Whether `exception` means the database could not serve the request:
+    restarting or unreachable (the connection failed or was cut), out of
+    connections, or busy beyond trytond's retries. Such a request may
+    succeed when tried again: 503, not 500."""
+    errors = [backend.DatabaseOperationalError]
+    if backend.name == 'postgresql':
+        from psycopg2 import InterfaceError
+        from psycopg2.pool import PoolError
+        errors += [InterfaceError, PoolError]
+    return isinstance(exception, tuple(errors))
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached to load the pool: 503 with
+    Retry-After, in the API's JSON shape under the API prefix."""
+
+    def __init__(self):
+        super().__init__(retry_after=RETRY_AFTER)
+
+    def get_response(self, environ=None, scope=None):
+        if environ and '/opd/api/' in environ.get('PATH_INFO', ''):
+            return unavailable_response()
+        return super().get_response(environ, scope)
+
+
+def unavailable_response(request=None):
+    "503 with Retry-After: try again in a few seconds (the API's shape)."
+    from .portal import translator  # portal imports this module
+    language = request_language(request) if request is not None else 'en'
+    response = error_response(503, 'unavailable',
+        translator(language)(UNAVAILABLE))
+    response.headers['Retry-After'] = str(RETRY_AFTER)
+    return response
 
 
 def get_pool(database_name):
@@ -53,10 +93,31 @@ def get_pool(database_name):
             with Transaction().start(database_name, 0, readonly=True):
                 pool.init()
         pool.get(MODEL)
-    except Exception:
+    except Exception as exception:
+        if database_unavailable(exception) and server_down():
+            logger.warning('database %r unavailable: %s', database_name,
+                exception)
+            raise DatabaseUnavailable()
         logger.debug('no SeHAT OPD in %r', database_name, exc_info=True)
         return None
     return pool
+
+
+def server_down():
+    """Whether the database server refuses connections (down, restarting,
+    full), asked when a database's pool cannot be loaded: a server that
+    answers has no such database (404), one that does not may have it
+    (503). SQLite has no server."""
+    if backend.name != 'postgresql':
+        return False
+    import psycopg2
+    from trytond.backend.postgresql.database import _default_name
+    params = backend.Database._connection_params(_default_name)
+    try:
+        psycopg2.connect(connect_timeout=2, **params).close()
+    except psycopg2.Error:
+        return True
+    return False
 
 
 def json_response(data, status=200, headers=None):
@@ -81,8 +142,14 @@ def error_response(status, code, message, field=None):
     return json_response({'error': error}, status=status)
 
 
-def render_error(exception):
-    "The JSON answer of an exception: 4xx for what the client did wrong."
+def render_error(exception, request=None):
+    """The JSON answer of an exception: 4xx for what the client did wrong,
+    503 when the database is away (`request` gives the language)."""
+    if database_unavailable(exception):
+        logger.warning('database unavailable: %s', exception)
+        return unavailable_response(request)
+    if isinstance(exception, DatabaseUnavailable):
+        return unavailable_response(request)
     if isinstance(exception, PortalError):
         return error_response(exception.status, exception.error_code,
             exception.message, exception.field)
@@ -267,17 +334,17 @@ def api(path, methods=('GET',), auth=None, max_size=None, readonly=False,
         @wraps(func)
         def endpoint(request, database_name, **kwargs):
             started = time.monotonic()
-            pool = get_pool(database_name)
-            if pool is None:
-                return error_response(404, 'not_found', 'Not Found')
             try:
+                pool = get_pool(database_name)
+                if pool is None:
+                    return error_response(404, 'not_found', 'Not Found')
                 result = inner(request, pool, **kwargs)
             except Exception as exception:
                 result = exception
             if floor:
                 level_timing(started, floor)
             if isinstance(result, Exception):
-                return render_error(result)
+                return render_error(result, request)
             if isinstance(result, Response):
                 return result
             return json_response(result)

@@ -163,7 +163,7 @@ def _long_poll(request, database_name, kind, find):
     try:
         state = read(request, pool)
     except Exception as exception:
-        return web.render_error(exception)
+        return web.render_error(exception, request)
     known = request.args.get('version')
     cursor = request.args.get('cursor') or None
     channels = [token_channel(state['token']['id']),
@@ -181,7 +181,7 @@ def _long_poll(request, database_name, kind, find):
         try:
             state = read(request, pool)
         except Exception as exception:
-            return web.render_error(exception)
+            return web.render_error(exception, request)
     del state['queue']
     state['cursor'] = cursor
     return web.json_response(state)

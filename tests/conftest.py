@@ -125,10 +125,11 @@ class Server:
         self.api = self.portal + '/api/v1'
 
     def start(self):
-        log = open(self.log_path, 'ab')
-        self.process = subprocess.Popen(
-            [str(BIN / 'trytond'), '-c', str(CONF), '-d', self.database,
-                '-v'], stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        # the process keeps its own handle; a restart opens another
+        with open(self.log_path, 'ab') as log:
+            self.process = subprocess.Popen(
+                [str(BIN / 'trytond'), '-c', str(CONF), '-d', self.database,
+                    '-v'], stdout=log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.time() + 60
         while time.time() < deadline:
             try:

@@ -122,25 +122,68 @@ def test_32_doctors_call_next_on_20_waiting(server, db):
 
 
 def test_one_patient_racing_gets_one_token(server, db):
-    "Eight 'Take token' requests of one patient at once, to two OPDs: "
-    "one token, the others refused as conflicts"
+    "Eight 'Take token' presses of one patient at once, to two OPDs, from "
+    "the app (JSON API) and the portal's form, on two sessions: one token, "
+    "the others refused as conflicts"
     first = queue_data.make_opd(db, new_code('R1'))
     second = queue_data.make_opd(db, new_code('R2'))
     patient, = queue_data.make_patients(db, 1, '01')
+    phone = bearer(patient['session'])
+    with queue_data.transaction(db) as pool:  # logged in on a computer too
+        _, computer = pool.get('sehat.opd.session').start(
+            patient=pool.get('gnuhealth.patient')(patient['id']))
+    form_token = secrets.token_urlsafe(16)
+    cookies = {'sehat_session': computer, 'sehat_form': form_token}
 
     def take(i):
-        return requests.post(server.api + '/tokens',
-            json={'opd': first if i % 2 else second, 'complaint': 'Cough'},
-            headers=bearer(patient['session']), timeout=120)
+        opd = first if i % 2 else second
+        if i < 4:
+            return requests.post(server.api + '/tokens',
+                json={'opd': opd, 'complaint': 'Cough'}, headers=phone,
+                timeout=120)
+        return requests.post(server.portal + '/token', data={
+                'opd': opd, 'complaint': 'Cough', 'csrf_token': form_token},
+            cookies=cookies, allow_redirects=False, timeout=120)
     responses = race(8, take)
     statuses = Counter(getattr(r, 'status_code', r) for r in responses)
-    assert statuses == {201: 1, 409: 7}, [
-        getattr(r, 'text', r) for r in responses][:3]
+    # issued: 201 from the API or 303 to the waiting room from the form;
+    # refused: 409 from the API, the form shown again (422) with the reason
+    assert statuses[201] + statuses[303] == 1, statuses
+    assert statuses[409] + statuses[422] == 7, [
+        getattr(r, 'text', r)[:300] for r in responses
+        if getattr(r, 'status_code', None) not in {201, 303, 409, 422}][:2]
     assert {r.json()['error']['code'] for r in responses
-        if r.status_code == 409} == {'conflict'}
+        if r.status_code == 409} <= {'conflict'}
+    for r in responses:
+        if r.status_code == 422:
+            assert 'You can hold one token at a time' in r.text, r.text
     rows = queue_data.sql(db, 'SELECT state FROM sehat_opd_token '
         'WHERE patient = %s', patient['id'])
     assert rows == [('waiting',)]
     appointments = queue_data.sql(db, 'SELECT count(*) '
         'FROM gnuhealth_appointment WHERE patient = %s', patient['id'])
     assert appointments == [(1,)]
+
+
+def test_stale_issue_refused_by_the_database(server, db):
+    "A token issued from a transaction that started before the patient "
+    "took one (the referral cron, at REPEATABLE READ, does not see it "
+    "behind the patient's row lock) is refused by the database itself"
+    from trytond.model.exceptions import SQLConstraintError
+    first = queue_data.make_opd(db, new_code('S1'))
+    referral = queue_data.make_opd(db, new_code('S2'))
+    patient, = queue_data.make_patients(db, 1, '02')
+    with pytest.raises(SQLConstraintError):
+        with queue_data.transaction(db) as pool:
+            Token = pool.get('sehat.opd.token')
+            Patient = pool.get('gnuhealth.patient')
+            OPD = pool.get('sehat.opd')
+            record = Patient(patient['id'])
+            assert Token.current(record) is None  # the snapshot is taken
+            r = requests.post(server.api + '/tokens', json={'opd': first},
+                headers=bearer(patient['session']), timeout=60)
+            assert r.status_code == 201, r.text
+            Token.issue(record, OPD(referral), 'Referred', at_head=True)
+    rows = queue_data.sql(db, 'SELECT opd, state FROM sehat_opd_token '
+        'WHERE patient = %s', patient['id'])
+    assert rows == [(first, 'waiting')]

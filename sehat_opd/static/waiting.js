@@ -3,6 +3,7 @@
  * Long-polls GET /tokens/current/wait (the server answers when the queue
  * or the token changes, or after its timeout); on SQLite, which has no
  * bus, the answer says live:false and the page polls every 3 s instead.
+ * Errors never stop it: it shows "reconnecting" and backs off (below).
  * Every text comes from the page (data-* attributes, hidden elements), so
  * it is translated with the page.
  */
@@ -159,14 +160,33 @@
       }).catch(function () {});
   }
 
+  // After an error (the service restarting answers 503 with Retry-After,
+  // or the network is gone) the page says it is reconnecting and tries
+  // again later each time, up to 30 s, never giving up; the first answer
+  // puts everything back.
+  var failures = 0;
+  function retryDelay(response) {
+    failures += 1;
+    var wait = Math.min(30000, 1000 * Math.pow(2, failures - 1));
+    var after = response ? Number(response.headers.get('Retry-After')) : 0;
+    if (after > 0) { wait = Math.max(wait, Math.min(after, 60) * 1000); }
+    // spread out: the pages of a whole waiting room do not come back at once
+    return wait * (0.75 + Math.random() * 0.5);
+  }
+
   var polling = false;
   function loop() {
     if (polling) { return; }
     polling = true;
-    var url = api + '/tokens/current/wait?version=' + encodeURIComponent(version) +
+    var response = null;
+    // after an error, read the status at once rather than wait in a long
+    // poll: the page shows it is back as soon as the service is
+    var url = failures ? api + '/tokens/current' :
+      api + '/tokens/current/wait?version=' + encodeURIComponent(version) +
       (cursor ? '&cursor=' + encodeURIComponent(cursor) : '');
     fetch(url, {credentials: 'same-origin', headers: {Accept: 'application/json'}})
       .then(function (r) {
+        response = r;
         if (r.status === 404) { window.location.reload(); return null; }
         if (r.status === 401) { window.location.reload(); return null; }
         return r.json().then(function (body) { return r.ok ? body : Promise.reject(body); });
@@ -174,13 +194,18 @@
       .then(function (status) {
         polling = false;
         if (!status) { return; }
+        failures = 0;
+        $('reconnecting').hidden = true;
+        room.dataset.connection = 'ok';
         var live = status.live;
         apply(status);
         return sleep(live ? 0 : 3000).then(loop);
       })
       .catch(function () {
         polling = false;
-        return sleep(3000).then(loop);
+        $('reconnecting').hidden = false;
+        room.dataset.connection = 'reconnecting';
+        return sleep(retryDelay(response)).then(loop);
       });
   }
 

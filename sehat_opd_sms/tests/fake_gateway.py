@@ -50,9 +50,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeGateway:
-    """An HTTP gateway on 127.0.0.1 (port chosen by the system)."""
+    """An HTTP gateway on 127.0.0.1 (on `port`, else one chosen by the
+    system: a test can point a server at a port where the gateway is not up
+    yet, and start it there later)."""
 
-    def __init__(self, idempotency_header='Idempotency-Key', hang=3.0):
+    def __init__(self, idempotency_header='Idempotency-Key', hang=3.0,
+            port=0):
         self.idempotency_header = idempotency_header
         self.hang_seconds = hang
         self.requests = []
@@ -66,7 +69,7 @@ class FakeGateway:
         # gateway ids stay unique across clear(), as a real gateway's do
         self._ids = itertools.count(1)
         self._lock = threading.Condition()
-        self._server = ThreadingHTTPServer(('127.0.0.1', 0), _Handler)
+        self._server = ThreadingHTTPServer(('127.0.0.1', port), _Handler)
         self._server.daemon_threads = True
         self._server.gateway = self
         self._thread = None

@@ -21,6 +21,12 @@ export TRYTOND_WEB__ROOT := $(VAR)/sao
 export TRYTOND_WEB__LISTEN := 127.0.0.1:$(PORT)
 export TRYTOND_SEHAT_OPD__BASE_URL ?= http://127.0.0.1:$(PORT)
 
+# Server processes (not trytond-admin, whose database creation breaks with
+# it) tell each other at once of a cache change (a doctor added to an OPD)
+# through PostgreSQL's NOTIFY, instead of trytond's default of at most every
+# 5 minutes: the web server and the cron are two processes.
+SERVE_ENV := TRYTOND_CACHE__CLEAN_TIMEOUT=0
+
 # trytond-cron cannot write from several jobs on SQLite (one writer, one
 # outer transaction): scripts/cron.py runs the same jobs one by one there.
 ifneq (,$(findstring sqlite,$(DATABASE_URI)))
@@ -65,9 +71,9 @@ $(VAR)/sao/.sao-version: scripts/install_sao.sh
 run: install sao
 	$(BIN)/python scripts/setup_db.py -c $(CONF) -d $(DATABASE_NAME) --demo
 	@$(BIN)/python scripts/banner.py $(PORT) $(DATABASE_NAME)
-	@$(CRON) & cron=$$!; \
+	@$(SERVE_ENV) $(CRON) & cron=$$!; \
 	trap 'kill $$cron 2>/dev/null; wait $$cron 2>/dev/null' EXIT; \
-	$(BIN)/trytond -c $(CONF) -d $(DATABASE_NAME) -v
+	$(SERVE_ENV) $(BIN)/trytond -c $(CONF) -d $(DATABASE_NAME) -v
 
 # Browsers, PDF/QR tools, the Devanagari font of the prescriptions and the
 # database server the suite needs; installed when missing (as root, from

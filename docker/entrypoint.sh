@@ -248,18 +248,28 @@ if not result:
 PY
 }
 
+# Serving processes learn of each other's cache changes (a doctor added to
+# an OPD) at once through PostgreSQL's NOTIFY rather than every 5 minutes;
+# set here, not in trytond.conf: trytond-admin cannot create a database
+# with it (see cmd_init).
+serve_env() {
+    export TRYTOND_CACHE__CLEAN_TIMEOUT="${TRYTOND_CACHE__CLEAN_TIMEOUT:-0}"
+}
+
 command="${1:-web}"
 if [[ $# -gt 0 ]]; then
     shift
 fi
 
 case "$command" in
-    web) cmd_web ;;
+    web) serve_env; cmd_web ;;
     cron)
         require_db_uri
+        serve_env
         exec trytond-cron -c "$TRYTOND_CONFIG" -d "$SEHAT_DB_NAME" "$@" ;;
     worker)
         require_db_uri
+        serve_env
         exec trytond-worker -c "$TRYTOND_CONFIG" -d "$SEHAT_DB_NAME" \
             -n "${TRYTOND_WORKER_PROCESSES:-2}" "$@" ;;
     init) cmd_init ;;

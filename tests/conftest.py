@@ -125,11 +125,14 @@ class Server:
         self.api = self.portal + '/api/v1'
 
     def start(self):
-        # the process keeps its own handle; a restart opens another
+        # the process keeps its own handle; a restart opens another.
+        # Served as `make run` does (SERVE_ENV in the Makefile): a change
+        # made by another process (a test's ORM write) is seen at once.
         with open(self.log_path, 'ab') as log:
             self.process = subprocess.Popen(
                 [str(BIN / 'trytond'), '-c', str(CONF), '-d', self.database,
-                    '-v'], stdout=log, stderr=subprocess.STDOUT, env=self.env)
+                    '-v'], stdout=log, stderr=subprocess.STDOUT,
+                env=dict(self.env, TRYTOND_CACHE__CLEAN_TIMEOUT='0'))
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
@@ -456,9 +459,12 @@ class Doctor:
                 _psql("UPDATE sehat_opd_token SET call_deadline = "
                     "call_deadline - interval '1 day' WHERE id = %s"
                     % int(token_id), self.server.database)
-                r = self.post('/heartbeat')  # requeues the missed call
+                # the heartbeat of an online doctor requeues the missed call
+                opd = self.get('/tokens/%s' % token_id).json()['opd']['id']
+                r = self.post('/online', json={'opd': opd})
                 assert r.status_code == 200, r.text
-                assert (self.current() or {}).get('id') != token_id
+                r = self.post('/heartbeat')
+                assert r.status_code == 200, r.text
                 return
             assert r.status_code == 200, r.text
         r = self.post('/tokens/%s/complete' % token_id)
@@ -468,20 +474,18 @@ class Doctor:
         """Go online in `opd_id` and see the patients called before
         `token_id` (left waiting by other tests of the session's server)
         until `token_id` is this doctor's current patient."""
-        current = self.current()
-        if current and current['id'] != token_id:
-            self.finish(current['id'])
-        r = self.post('/online', json={'opd': opd_id})
-        assert r.status_code == 200, r.text
         for _ in range(limit):
             current = self.current()
-            if current is None:
+            if current and current['id'] == token_id:
+                return current
+            if current:
+                self.finish(current['id'])
+                continue
+            r = self.post('/online', json={'opd': opd_id})
+            assert r.status_code == 200, r.text
+            if self.current() is None:
                 r = self.post('/call-next')
                 assert r.status_code == 200, r.text
-                continue
-            if current['id'] == token_id:
-                return current
-            self.finish(current['id'])
         raise AssertionError('token %s never called' % token_id)
 
 

@@ -17,6 +17,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+import queue_data
 from conftest import (
     JITSI_APP_ID, JITSI_SECRET, ROOT, Server, _psql, free_port)
 
@@ -26,9 +27,10 @@ PNG = (b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01'
     b'\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef\x00\x00\x00\x00IEND\xaeB`\x82')
 
 
-def create_opd(database, code, doctors):
+def create_opd(server, code, doctors):
     """A round-the-clock OPD of the test's own, copied from DEMO24, with
     `doctors` (logins): no other test's doctor can take its patients."""
+    database = server.database
     columns = _psql(
         "SELECT string_agg(column_name, ',') FROM information_schema.columns"
         " WHERE table_name = 'sehat_opd'"
@@ -38,14 +40,16 @@ def create_opd(database, code, doctors):
             "'Video Test OPD %s', %s FROM sehat_opd WHERE code = 'DEMO24' "
             "RETURNING id" % (columns, code, code, columns), database
             ).splitlines()[0])
-    logins = ','.join("'%s'" % login for login in doctors)
-    _psql(
-        'INSERT INTO "sehat_opd-gnuhealth_healthprofessional" '
-        '(opd, healthprof, create_uid, create_date) '
-        "SELECT %s, hp.id, 0, now() FROM gnuhealth_healthprofessional hp "
-        "JOIN party_party p ON p.id = hp.party "
-        "JOIN res_user u ON u.id = p.internal_user "
-        "WHERE u.login IN (%s)" % (opd_id, logins), database)
+    # the doctors through the ORM: it clears the server's cache of who may
+    # see which OPD, a row written in SQL would not
+    queue_data.configure(server.env)
+    with queue_data.transaction(database) as pool:
+        OPD = pool.get('sehat.opd')
+        HealthProfessional = pool.get('gnuhealth.healthprofessional')
+        OPD.write([OPD(opd_id)], {'doctors': [('add', [
+                            h.id for h in HealthProfessional.search([
+                                    ('party.internal_user.login', 'in',
+                                        doctors)])])]})
     return opd_id
 
 
@@ -76,7 +80,7 @@ def another_patient(api, new_mobile):
 @pytest.fixture(scope='module')
 def video_opd(server):
     code = 'VID%s' % (os.getpid() % 100000)
-    opd_id = create_opd(server.database, code, ['dr.rao', 'dr.singh'])
+    opd_id = create_opd(server, code, ['dr.rao', 'dr.singh'])
     return {'id': opd_id, 'code': code}
 
 

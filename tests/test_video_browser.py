@@ -20,7 +20,7 @@ from test_video import PNG, create_opd, logged_in, video_room
 @pytest.fixture(scope='module')
 def browser_opd(server):
     code = 'VIDB%s' % (os.getpid() % 10000)
-    return {'id': create_opd(server.database, code, ['dr.khan']),
+    return {'id': create_opd(server, code, ['dr.khan']),
         'code': code}
 
 

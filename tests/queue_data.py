@@ -23,11 +23,6 @@ def configure(env):
         if env.get(name):
             os.environ[name] = env[name]
     os.environ.setdefault('TRYTOND_CONFIG', str(ROOT / 'trytond.conf'))
-    # tell the server of cache changes as its processes tell each other
-    # (NOTIFY; SERVE_ENV in the Makefile); not through the environment,
-    # which the trytond-admin of other tests inherit
-    import trytond.cache
-    trytond.cache._clear_timeout = 0
     from trytond.config import config
     config.update_etc(os.environ['TRYTOND_CONFIG'])
     config.set('database', 'uri', os.environ['TRYTOND_DATABASE__URI'])

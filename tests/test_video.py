@@ -17,9 +17,9 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-import queue_data
 from conftest import (
     JITSI_APP_ID, JITSI_SECRET, ROOT, Server, _psql, free_port)
+from test_roles import Rpc
 
 ROOM = re.compile(r'^sehat-[a-z2-7]{32}$')
 PNG = (b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01'
@@ -40,16 +40,14 @@ def create_opd(server, code, doctors):
             "'Video Test OPD %s', %s FROM sehat_opd WHERE code = 'DEMO24' "
             "RETURNING id" % (columns, code, code, columns), database
             ).splitlines()[0])
-    # the doctors through the ORM: it clears the server's cache of who may
-    # see which OPD, a row written in SQL would not
-    queue_data.configure(server.env)
-    with queue_data.transaction(database) as pool:
-        OPD = pool.get('sehat.opd')
-        HealthProfessional = pool.get('gnuhealth.healthprofessional')
-        OPD.write([OPD(opd_id)], {'doctors': [('add', [
-                            h.id for h in HealthProfessional.search([
-                                    ('party.internal_user.login', 'in',
-                                        doctors)])])]})
+    # the doctors as an administrator adds them in the back office: the
+    # server forgets who may see which OPD (rows written in SQL would
+    # leave its cache as it was)
+    admin = Rpc(server, 'admin', 'admin')
+    healthprofs = admin('model.gnuhealth.healthprofessional.search', [
+            ('party.internal_user.login', 'in', doctors)])
+    admin('model.sehat.opd.write', [opd_id], {
+            'doctors': [('add', healthprofs)]})
     return opd_id
 
 

@@ -16,6 +16,8 @@ from trytond.model import Index, ModelSQL, ModelView, fields
 from trytond.pool import Pool, PoolMeta
 from trytond.transaction import Transaction, without_check_access
 
+from . import tools
+
 logger = logging.getLogger(__name__)
 
 WHAT = [
@@ -186,11 +188,14 @@ class _LogWriter:
 
     def tpc_finish(self, trans):
         vlist, self.vlist = self.vlist, []
-        if not vlist:
-            return
+        if vlist:
+            tools.after_commit(trans, self.write, trans.database.name, vlist)
+
+    @staticmethod
+    def write(database_name, vlist):
         try:
-            with trans.new_transaction() as transaction, \
-                    transaction.set_user(0), without_check_access():
+            with Transaction(new=True).start(database_name, 0) \
+                    as transaction, without_check_access():
                 Pool().get('sehat.opd.access_log').create(vlist)
                 transaction.commit()
         except Exception:

@@ -43,6 +43,20 @@ def is_development():
 
 # Patient ID ---------------------------------------------------------------
 
+def after_commit(transaction, func, *args):
+    """Call func(*args) from a data manager's tpc_finish: at once, or in a
+    web request once `transaction` has given its connection back.
+
+    `func` takes a connection of its own; a request still holding one while
+    waiting for a second would, in a burst of requests as large as the pool,
+    wait forever (each holding one, all waiting).
+    """
+    if transaction.context.get('_request'):
+        transaction.atexit(func, *args)
+    else:
+        func(*args)
+
+
 def _luhn_mod_n(chars):
     "Luhn mod N check character over the Crockford alphabet (N = 32)."
     n = len(CROCKFORD)

@@ -93,6 +93,7 @@ def get_pool(database_name):
             with Transaction().start(database_name, 0, readonly=True):
                 pool.init()
         pool.get(MODEL)
+        _ask_backend_once(database_name)
     except Exception as exception:
         if database_unavailable(exception) and server_down():
             logger.warning('database %r unavailable: %s', database_name,
@@ -101,6 +102,30 @@ def get_pool(database_name):
         logger.debug('no SeHAT OPD in %r', database_name, exc_info=True)
         return None
     return pool
+
+
+_asked = set()
+
+# What trytond's PostgreSQL backend learns on first use with a connection of
+# its own, then keeps (server version, search path, functions).
+_BACKEND_QUESTIONS = ['current_user', 'search_path', 'has_returning',
+    'get_select_for_skip_locked', 'has_unaccent', 'has_unaccent_indexable',
+    'has_similarity', 'has_search_full_text']
+
+
+def _ask_backend_once(database_name):
+    """Ask the backend's questions before any transaction of the process: a
+    request asking first, from inside its transaction, needs a second
+    connection; when a burst of requests holds all of the pool's, it waits
+    for it forever (holding the queue's lock: every other one waits too)."""
+    if database_name in _asked or backend.name != 'postgresql':
+        return
+    database = backend.Database(database_name)
+    for question in _BACKEND_QUESTIONS:
+        answer = getattr(database, question)  # properties ask when read
+        if callable(answer):
+            answer()
+    _asked.add(database_name)
 
 
 def server_down():

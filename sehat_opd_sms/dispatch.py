@@ -17,6 +17,7 @@ which gateways that honour an idempotency key (generic provider's
 import datetime as dt
 import json
 import time
+from contextlib import contextmanager
 
 from sql import For
 
@@ -43,6 +44,21 @@ def _retrying(func, tries=5):
             if count == tries - 1:
                 raise
             time.sleep(0.05 * (count + 1))
+
+
+@contextmanager
+def _step(transaction, own):
+    """A transaction for one claim or record: a new one, or with `own` the
+    current one (committed by the step, rolled back when it fails)."""
+    if not own:
+        with transaction.new_transaction() as step:
+            yield step
+        return
+    try:
+        yield transaction
+    except Exception:
+        transaction.rollback()
+        raise
 
 
 def backoff(base, attempts):
@@ -115,9 +131,15 @@ class Dispatching:
             }
 
     @classmethod
-    def dispatch(cls, ids=None, now=None):
+    def dispatch(cls, ids=None, now=None, own=False):
         """Send the due messages (only `ids` when given), batch by batch,
         each claim and each record in a transaction of its own.
+
+        With `own`, the current transaction is the dispatch's to commit
+        (sending.run): claims and records are committed in it, so that a
+        sending thread holds one database connection, not two. Hundreds of
+        threads each holding one and waiting for a second would exhaust the
+        pool for good.
 
         Return the number of messages tried. `now` is fixed for the whole
         run, so a message rescheduled by this run waits for the next one.
@@ -133,7 +155,7 @@ class Dispatching:
         tried = 0
         while True:
             claimed = _retrying(lambda: cls._claim_batch(
-                    transaction, now, ids, config, database_name))
+                    transaction, now, ids, config, database_name, own))
             if not claimed:
                 return tried
             claims, payloads = claimed
@@ -144,12 +166,13 @@ class Dispatching:
                 outcomes = {i: gateway.Outcome('retry', None, problem)
                     for i in claims}
             _retrying(lambda: cls._record_batch(
-                    transaction, outcomes, claims, now))
+                    transaction, outcomes, claims, now, own))
             tried += len(claims)
 
     @classmethod
-    def _claim_batch(cls, transaction, now, ids, config, database_name):
-        with transaction.new_transaction() as claim_transaction:
+    def _claim_batch(cls, transaction, now, ids, config, database_name,
+            own=False):
+        with _step(transaction, own) as claim_transaction:
             messages = cls.claim_due(now, ids=ids,
                 timeout=config['timeout'] if config else 5)
             payloads = [m.payload(config, database_name)
@@ -159,8 +182,8 @@ class Dispatching:
         return (claims, payloads) if claims else None
 
     @classmethod
-    def _record_batch(cls, transaction, outcomes, claims, now):
-        with transaction.new_transaction() as record_transaction:
+    def _record_batch(cls, transaction, outcomes, claims, now, own=False):
+        with _step(transaction, own) as record_transaction:
             cls.record(outcomes, claims, now)
             record_transaction.commit()
 

@@ -174,7 +174,7 @@ def run(database_name, ids):
     from trytond.pool import Pool
     try:
         with Transaction(new=True).start(database_name, 0):
-            Pool().get('sehat.sms.message').dispatch(ids)
+            Pool().get('sehat.sms.message').dispatch(ids, own=True)
     except Exception:
         # Nothing is lost: the messages stay queued and the cron sends them.
         logger.exception('sending messages %s after commit failed', ids)
@@ -218,16 +218,8 @@ class DispatchDataManager:
 
     def tpc_finish(self, trans):
         ids, self.ids = self.ids, []
-        if not ids:
-            return
-        if trans.context.get('_request'):
-            # A request sends once its transaction has given its connection
-            # back: sending takes a connection of its own, and a burst of
-            # requests each holding one while waiting for a second would
-            # exhaust the pool.
-            trans.atexit(self.dispatch, ids)
-        else:
-            self.dispatch(ids)
+        if ids:
+            tools.after_commit(trans, self.dispatch, ids)
 
     def dispatch(self, ids):
         mode = tools.get_setting(SECTION, 'dispatch', 'thread')

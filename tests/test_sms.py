@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 
 from conftest import CONF, SMS_WEBHOOK_SECRET, _psql, fresh_mobile, shot
 from test_foundation import bare_database  # noqa: F401 (fixture)
+from test_video import create_opd
 
 NOTIFY = """
 import sys
@@ -159,8 +160,12 @@ def test_refused_message_resent_by_staff(server, api, mobile, page):
     blocking the token; staff see it in the outbox and send it again."""
     api.register(mobile)
     login(server, api, mobile)
+    # an OPD of its own: first in line, the patient's turn is near at once
+    # (in DEMO24 other tests may have left patients waiting)
+    opd = 'SMS%s' % mobile[-4:]
+    create_opd(server, opd, [])
     server.gateway.set_mode('reject')
-    r = api.take_token('DEMO24', 'Skin rash')
+    r = api.take_token(opd, 'Skin rash')
     assert r.status_code == 201, r.text
     deadline = time.time() + 10
     while message_row(server, mobile, 'token_issued') != 'failed':

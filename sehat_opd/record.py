@@ -19,6 +19,7 @@ REASONS = {
     'type': 'sehat_opd.msg_upload_type',
     'damaged': 'sehat_opd.msg_upload_damaged',
     'active': 'sehat_opd.msg_upload_active',
+    'unchecked': 'sehat_opd.msg_upload_unchecked',
     }
 
 

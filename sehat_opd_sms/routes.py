@@ -16,6 +16,12 @@ from trytond.modules.sehat_opd.web import api, error_response
 from . import gateway, sending
 
 SECRET_HEADER = 'X-Sehat-Secret'
+# what the route takes, for the OpenAPI document: each gateway has its own
+# report, as a JSON object or array (Gupshup) or a form
+RECEIPT = {'type': ['object', 'array']}
+SECRET = {'secret': {'type': 'string'}}
+PROVIDER = {'provider': {'enum': [
+            p for p in gateway.PROVIDERS if p != 'log']}}
 
 
 def _payload(request):
@@ -34,7 +40,10 @@ def _payload(request):
     return data
 
 
-@api('/sms/receipt/<provider>', methods=['POST', 'GET'])
+@api('/sms/receipt/<provider>', methods=['POST'], body=RECEIPT,
+    query=SECRET, params=PROVIDER, security='webhookSecret')
+@api('/sms/receipt/<provider>', methods=['GET'], query=SECRET,
+    params=PROVIDER, security='webhookSecret')
 def receipt(request, pool, session, provider):
     "A delivery report of the SMS gateway."
     try:

@@ -10,7 +10,7 @@ import hmac
 import json
 
 from trytond.i18n import gettext
-from trytond.modules.sehat_opd.exceptions import Unauthorized
+from trytond.modules.sehat_opd.exceptions import InvalidInput, Unauthorized
 from trytond.modules.sehat_opd.web import api, error_response
 
 from . import gateway, sending
@@ -25,7 +25,11 @@ PROVIDER = {'provider': {'enum': [
 
 
 def _payload(request):
-    "The query, form and JSON body of a gateway's call."
+    """The query, form and JSON body of a gateway's call.
+
+    A body that says it is JSON must be an object or an array (Gupshup's
+    events): anything else is refused rather than taken for "no report",
+    so that a gateway sending garbage hears about it."""
     data = {'args': request.args.to_dict(), 'form': {}, 'json': None}
     if request.mimetype in {
             'application/x-www-form-urlencoded', 'multipart/form-data'}:
@@ -34,9 +38,15 @@ def _payload(request):
         raw = request.get_data(cache=True)
         if raw:
             try:
-                data['json'] = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
-                data['json'] = None
+                value = json.loads(raw)
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                value = None
+            if isinstance(value, (dict, list)):
+                data['json'] = value
+            elif request.mimetype == 'application/json' or (
+                    request.mimetype.endswith('+json')):
+                raise InvalidInput(
+                    gettext('sehat_opd_sms.msg_webhook_body'), field=None)
     return data
 
 

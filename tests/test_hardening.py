@@ -117,6 +117,74 @@ def refused(r, status=422):
     return error
 
 
+# Headers ----------------------------------------------------------------------
+
+def test_cross_site_post_refused(server, db, opd):
+    "A cookie-authenticated write without the CSRF token, or from another "
+    "site, is refused in JSON and does nothing"
+    patient = new_patient(db)
+    cookies = {'sehat_session': patient['session']}
+    url = server.api + '/tokens'
+    for headers in [{}, {'X-CSRF-Token': 'guess'}, {'Origin': FOREIGN},
+            {'Origin': FOREIGN, 'X-CSRF-Token': patient['csrf']},
+            {'Origin': 'null', 'X-CSRF-Token': patient['csrf']}]:
+        r = requests.post(url, json={'opd': opd}, cookies=cookies,
+            headers=headers, timeout=30)
+        assert refused(r, 403)['code'] == 'forbidden', headers
+        # what a cross-site HTML form sends
+        r = requests.post(url, data={'opd': opd}, cookies=cookies,
+            headers=headers, timeout=30)
+        assert refused(r, 403)['code'] == 'forbidden', headers
+    assert count(server, 'sehat_opd_token',
+        'patient = %s' % patient['id']) == 0
+    r = requests.post(url, json={'opd': opd}, cookies=cookies,
+        headers={'X-CSRF-Token': patient['csrf'], 'Origin': server.base},
+        timeout=30)
+    assert r.status_code == 201, r.text
+
+
+def test_foreign_origin_refused(server):
+    "A foreign Origin is a 403 in JSON under the API, not a 500"
+    for method, path in [('GET', '/opds'), ('POST', '/otp'),
+            ('GET', '/no/such/route')]:
+        r = requests.request(method, server.api + path, timeout=30,
+            headers={'Origin': FOREIGN}, json={})
+        assert refused(r, 403)['code'] == 'forbidden'
+        assert 'Access-Control-Allow-Origin' not in r.headers
+    r = requests.get(server.portal + '/', headers={'Origin': FOREIGN},
+        timeout=30)
+    assert r.status_code == 403
+
+
+def test_dispatcher_refusals_in_json(server):
+    "Unknown address, wrong method, no length: the API's error JSON"
+    r = requests.get(server.api + '/no/such/route', timeout=30)
+    assert refused(r, 404)['code'] == 'not_found'
+    r = requests.put(server.api + '/otp', json={}, timeout=30)
+    assert refused(r, 405)['code'] == 'method_not_allowed'
+    r = requests.get(server.api + '/doctor/tokens/-1', timeout=30)
+    assert refused(r, 404)['code'] == 'not_found'
+    r = requests.post(server.api + '/otp', timeout=30,
+        data=iter([b'{"mobile": "9876543210"}']))  # chunked: no length
+    assert refused(r, 411)['code'] == 'length_required'
+
+
+def test_oversized_body_refused_unread(server, new_mobile):
+    "A body past [request] max_size: 413 in JSON at once, without waiting "
+    "for the body (none is sent), and nothing happens"
+    mobile = new_mobile()
+    otps = count(server, 'sehat_opd_otp')
+    body = b'{"mobile": "%s", "pad": "%s"}' % (
+        mobile.encode(), b'x' * (3 * 2 ** 20))
+    status, headers, answer, _ = raw(server, 'POST', '/otp',
+        {'Content-Type': 'application/json'}, length=len(body))
+    assert status == 413
+    assert headers['Content-Type'] == 'application/json'
+    assert b'"too_large"' in answer
+    assert count(server, 'sehat_opd_otp') == otps
+    assert not server.messages(mobile)
+
+
 # Slow bodies ------------------------------------------------------------------
 
 def raw(server, method, path, headers, body=b'', length=None, drip=None):
@@ -168,6 +236,44 @@ def strict(server, tmp_path_factory):
     strict.start()
     yield strict
     strict.stop()
+
+
+@pytest.mark.parametrize('drip', [None, 0.3], ids=['stalled', 'trickled'])
+def test_slow_body_timed_out(strict, new_mobile, drip):
+    "Headers, then a body that stalls or trickles: 408 in JSON once the "
+    "body timeout is over, nothing done, and others are served meanwhile"
+    mobile = new_mobile()
+    body = b'{"mobile": "%s", "purpose": "register"}' % mobile.encode()
+    result = {}
+    slow = threading.Thread(target=lambda: result.update(answer=raw(
+                strict, 'POST', '/otp', {'Content-Type': 'application/json'},
+                body[:10] if drip is None else body, length=len(body),
+                drip=drip)))
+    slow.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert requests.get(strict.api + '/opds', timeout=30).status_code == 200
+    assert time.monotonic() - started < BODY_TIMEOUT
+    slow.join(30)
+    status, headers, answer, elapsed = result['answer']
+    assert status == 408, answer
+    assert headers['Content-Type'] == 'application/json'
+    assert b'"timeout"' in answer
+    assert BODY_TIMEOUT <= elapsed < BODY_TIMEOUT + 3, elapsed
+    assert not strict.messages(mobile)
+    assert count(strict, 'sehat_opd_otp',
+        "mobile = '+91%s'" % mobile[-10:]) == 0
+
+
+def test_slow_but_complete_body_served(strict, new_mobile):
+    "A body that takes its time but arrives within the timeout is served"
+    mobile = new_mobile()
+    body = b'{"mobile": "%s", "purpose": "register"}' % mobile.encode()
+    status, _, answer, _ = raw(strict, 'POST', '/otp',
+        {'Content-Type': 'application/json'}, body,
+        drip=BODY_TIMEOUT / 2 / len(body))
+    assert status == 202, answer
+    assert strict.otp(mobile)
 
 
 # SMS webhook --------------------------------------------------------------------

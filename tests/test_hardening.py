@@ -117,6 +117,124 @@ def refused(r, status=422):
     return error
 
 
+# Hostile uploads ------------------------------------------------------------
+
+def test_hostile_files_refused_by_name(server, db, opd):
+    "Polyglots, scripts in PDFs (plain, escaped, packed), launchers, empty "
+    "and truncated pictures: each refused with a message naming the file "
+    "and the problem; no token, no file is left"
+    patient = new_patient(db)
+    attachments = count(server, 'ir_attachment')
+    for name, data, problem in HOSTILE:
+        r = post(server, '/tokens', patient, data={'opd': opd},
+            files=[('files', (name, data, 'application/octet-stream'))])
+        error = refused(r)
+        assert (error['code'], error['field']) == ('file_refused', 'files')
+        assert name in error['message'] and problem in error['message'], (
+            name, error['message'])
+    assert count(server, 'sehat_opd_token',
+        'patient = %s' % patient['id']) == 0
+    assert count(server, 'ir_attachment') == attachments
+
+
+def test_hostile_files_refused_in_waiting_room_and_chat(server, db, opd):
+    "The waiting room's and the chat's uploads (patient and doctor) go "
+    "through the same checks"
+    patient = new_patient(db)
+    doctor, = queue_data.make_doctors(db, 1, opd, 'hd')
+    assert post(server, '/tokens', patient,
+        json={'opd': opd}).status_code == 201
+    attachments = count(server, 'ir_attachment')
+    messages = count(server, 'sehat_opd_message')
+    for name, data, _ in HOSTILE[:4]:
+        refused(post(server, '/tokens/current/files', patient,
+                files=[('file', (name, data))]))
+    assert post(server, '/doctor/online', doctor,
+        json={'opd': opd}).status_code == 200
+    token_id = requests.get(server.api + '/tokens/current',
+        headers=bearer(patient), timeout=30).json()['token_id']
+    for name, data, _ in HOSTILE[:4]:
+        refused(post(server, '/tokens/current/messages', patient,
+                data={'text': 'my report'}, files=[('file', (name, data))]))
+        refused(post(server, '/doctor/tokens/%s/messages' % token_id,
+                doctor, files=[('file', (name, data))]))
+    assert count(server, 'ir_attachment') == attachments
+    assert count(server, 'sehat_opd_message') == messages
+
+
+def test_file_names_never_reused(server, db, opd):
+    "Names with ../, ..\\, quotes or line breaks: a good file is stored "
+    "under a generated name, a refused one is named without its path"
+    patient = new_patient(db)
+    evil = ['../../../etc/passwd.png', '..\\..\\windows\\win.ini.png',
+        'a"b\r\nSet-Cookie: x=1.png']
+    r = post(server, '/tokens', patient, data={'opd': opd},
+        files=[('files', (name, picture())) for name in evil])
+    assert r.status_code == 201, r.text
+    files = requests.get(server.api + '/tokens/current/files',
+        headers=bearer(patient), timeout=30).json()['files']
+    assert len(files) == 3
+    for file in files:
+        assert re.fullmatch(r'token-\d+-\d+\.png', file['name']), file
+        r = requests.get(server.api + '/files/%s' % file['id'],
+            headers=bearer(patient), timeout=30)
+        assert r.headers['Content-Disposition'] == (
+            'attachment; filename="%s"' % file['name'])
+        assert 'Set-Cookie' not in r.headers
+    error = refused(post(server, '/tokens/current/files', patient,
+            files=[('file', ('../../secret/..\\evil.png', b''))]))
+    name = re.search(r'"(.*)"', error['message']).group(1)
+    assert name.endswith('evil.png') and not set('/\\') & set(name), name
+
+
+def test_ten_files_at_once(server, db, opd):
+    "Ten files: refused for their number (3 at most), or for their size "
+    "(413 before anything is read); nothing stored"
+    patient = new_patient(db)
+    attachments = count(server, 'ir_attachment')
+    ten = [('files', ('f%d.png' % i, picture())) for i in range(10)]
+    error = refused(post(server, '/tokens', patient, data={'opd': opd},
+            files=ten))
+    assert error['field'] == 'files' and '3' in error['message']
+    assert count(server, 'sehat_opd_token',
+        'patient = %s' % patient['id']) == 0
+    assert post(server, '/tokens', patient,
+        json={'opd': opd}).status_code == 201
+    ten = [(field, value) for _, value in ten for field in ['file']]
+    assert refused(post(server, '/tokens/current/files', patient,
+            files=ten))['field'] == 'file'
+    assert refused(post(server, '/tokens/current/messages', patient,
+            files=ten))['field'] == 'file'
+    # 10 files of 2.5 MB: past the upload routes' 20 MB, refused unread
+    status, _, body, _ = raw(server, 'POST', '/tokens/current/files',
+        dict(bearer(patient), **{
+                'Content-Type': 'multipart/form-data; boundary=x'}),
+        length=10 * 5 * 2 ** 19)
+    assert status == 413 and b'too_large' in body, body
+    assert count(server, 'ir_attachment') == attachments
+
+
+def test_accepted_files_only_downloaded(server, db, opd):
+    "A picture with a PDF glued after it is a picture: stored as one, and "
+    "served like every file as a download the browser may not sniff"
+    patient = new_patient(db)
+    glued = picture() + packed_script()
+    r = post(server, '/tokens', patient, data={'opd': opd}, files=[
+            ('files', ('glued.html', glued, 'text/html')),
+            ('files', ('report.pdf', pdf(), 'text/html'))])
+    assert r.status_code == 201, r.text
+    files = requests.get(server.api + '/tokens/current/files',
+        headers=bearer(patient), timeout=30).json()['files']
+    assert [f['type'] for f in files] == ['image/png', 'application/pdf']
+    for file in files:
+        r = requests.get(server.api + '/files/%s' % file['id'],
+            headers=bearer(patient), timeout=30)
+        assert r.headers['Content-Type'] == file['type']
+        assert r.headers['Content-Disposition'].startswith('attachment;')
+        assert r.headers['X-Content-Type-Options'] == 'nosniff'
+        assert 'sandbox' in r.headers['Content-Security-Policy']
+
+
 # Headers ----------------------------------------------------------------------
 
 def test_cross_site_post_refused(server, db, opd):

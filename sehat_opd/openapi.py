@@ -4,6 +4,7 @@ Every @api route registers itself (web.ROUTES) with its body schema and
 success status; this turns the registry into the document served at
 /<database>/opd/api/v1/openapi.json, so the document cannot forget a route.
 """
+import collections
 import re
 
 ERROR = {
@@ -143,12 +144,19 @@ def _has_binary(schema):
 def document(routes, server_url):
     "The OpenAPI 3.1 document of `routes` (web.ROUTES)."
     paths = {}
+    # operation ids are unique: the doctor's and the patient's login,
+    # messages, files... are told apart by their tag
+    names = collections.Counter(
+        (route['name'], route['method']) for route in routes)
     for route in routes:
         known = BODIES.get((route['path'], route['method']))
         if known and route['body'] is None:
             route = dict(route, body=known[0], success=known[1])
+        operation_id = '%s_%s' % (route['name'], route['method'])
+        if names[route['name'], route['method']] > 1:
+            operation_id = '%s_%s' % (route['tag'], operation_id)
         operation = {
-            'operationId': '%s_%s' % (route['name'], route['method']),
+            'operationId': operation_id,
             'summary': route['doc'].strip().splitlines()[0],
             'tags': [route['tag']],
             'responses': {
@@ -186,12 +194,15 @@ def document(routes, server_url):
             media = ('multipart/form-data' if _has_binary(route['body'])
                 else 'application/json')
             content = {media: {'schema': route['body']}}
-            if media == 'multipart/form-data':
-                # uploads accept JSON too when they carry no file
+            files = {k for k, v in route['body'].get(
+                    'properties', {}).items() if _has_binary(v)}
+            if media == 'multipart/form-data' and not (
+                    files & set(route['body'].get('required', []))):
+                # uploads accept JSON too when they need not carry a file
                 plain = dict(route['body'])
                 plain['properties'] = {k: v for k, v in
                     route['body'].get('properties', {}).items()
-                    if not _has_binary(v)}
+                    if k not in files}
                 content['application/json'] = {'schema': plain}
             # a body without required fields may be left out
             operation['requestBody'] = {

@@ -235,7 +235,7 @@ def test_accepted_files_only_downloaded(server, db, opd):
         assert 'sandbox' in r.headers['Content-Security-Policy']
 
 
-# Headers ----------------------------------------------------------------------
+# Headers --------------------------------------------------------------------
 
 def test_cross_site_post_refused(server, db, opd):
     "A cookie-authenticated write without the CSRF token, or from another "
@@ -303,7 +303,7 @@ def test_oversized_body_refused_unread(server, new_mobile):
     assert not server.messages(mobile)
 
 
-# Slow bodies ------------------------------------------------------------------
+# Slow bodies ----------------------------------------------------------------
 
 def raw(server, method, path, headers, body=b'', length=None, drip=None):
     """Send a request by hand: the headers, then `body` (all of it, or a
@@ -394,7 +394,7 @@ def test_slow_but_complete_body_served(strict, new_mobile):
     assert strict.otp(mobile)
 
 
-# SMS webhook --------------------------------------------------------------------
+# SMS webhook ----------------------------------------------------------------
 
 def test_sms_receipt_body_must_be_a_report(server):
     "A JSON body that is no object or array is refused; an empty report "

@@ -24,6 +24,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from PIL import Image
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -31,7 +32,11 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance, status_code_conformance)
 
 import queue_data
-from conftest import SMS_WEBHOOK_SECRET
+from conftest import SMS_WEBHOOK_SECRET, VAR
+
+# Hypothesis' caches (no example database: the examples are fixed) go to
+# var/, not into the checkout
+set_hypothesis_home_dir(str(VAR / 'hypothesis'))
 
 EXAMPLES = int(os.environ.get('SEHAT_FUZZ_EXAMPLES', '20'))
 # What an answer must never show: Python's traceback or the database's

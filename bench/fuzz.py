@@ -42,7 +42,10 @@ def main():
             'TRYTOND_CONFIG', str(ROOT / 'trytond.conf')))
     if args.only:
         env['SEHAT_FUZZ_ONLY'] = args.only
+    # pytest's own folder: the server's log stays there after the run
+    # (the shared /tmp/pytest-of-<user> keeps only the last three runs)
     command = [sys.executable, '-m', 'pytest', '-q', '-x',
+        '--basetemp', str(RESULTS / 'pytest'),
         str(ROOT / 'tests' / 'test_fuzz.py')]
     if args.seed is not None:
         command.append('--hypothesis-seed=%s' % args.seed)
@@ -50,9 +53,12 @@ def main():
     started = time.monotonic()
     result = subprocess.run(command, cwd=ROOT, env=env)
     elapsed = time.monotonic() - started
+    log = RESULTS / 'pytest' / 'server0' / 'trytond.log'
     if not report.exists():
         print('no report: the run did not get to the end of the fuzz')
         return result.returncode or 1
+    if result.returncode:
+        print('the server\'s log: %s' % log)
     data = json.loads(report.read_text())
     answers = data['answers']
     total = sum(sum(c.values()) for c in answers.values())

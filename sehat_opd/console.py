@@ -227,7 +227,8 @@ def complete(request, pool, session, token_id):
     return {'state': 'completed'}
 
 
-@api(DOCTOR + '/tokens/<int:token_id>/messages', auth='user')
+@api(DOCTOR + '/tokens/<int:token_id>/messages', auth='user',
+    query={'after': web.AFTER})
 def list_messages(request, pool, session, token_id):
     Message = pool.get('sehat.opd.message')
     token = token_of(pool, doctor_of(pool, session), token_id)
@@ -257,7 +258,8 @@ def post_message(request, pool, session, token_id):
     return json_response(message.describe(), status=201)
 
 
-@api(DOCTOR + '/files/<int:file_id>', auth='user')
+@api(DOCTOR + '/files/<int:file_id>', auth='user',
+    produces=web.FILE_TYPES)
 def download_file(request, pool, session, file_id):
     Attachment = pool.get('ir.attachment')
     Record = pool.get('sehat.opd.record')
@@ -271,6 +273,7 @@ def download_file(request, pool, session, file_id):
     return web.file_response(attachments[0])
 
 
+@web.documented(DOCTOR + '/wait', auth='user', query=web.LONG_POLL)
 @app.route(web.API + DOCTOR + '/wait', methods=['GET'])
 def wait(request, database_name):
     """Long-poll for the console: the OPD's queue and the current

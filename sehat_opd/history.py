@@ -48,7 +48,8 @@ def consultation(request, pool, session, token_id):
         detail=True)
 
 
-@api('/prescriptions/<int:order_id>.pdf', auth='patient')
+@api('/prescriptions/<int:order_id>.pdf', auth='patient',
+    produces='application/pdf', query={'inline': {'enum': ['0', '1']}})
 def prescription_pdf(request, pool, session, order_id):
     Order = pool.get('gnuhealth.prescription.order')
     order = Order.for_patient(order_id, session.owner)

@@ -4,6 +4,7 @@ Every @api route registers itself (web.ROUTES) with its body schema and
 success status; this turns the registry into the document served at
 /<database>/opd/api/v1/openapi.json, so the document cannot forget a route.
 """
+import collections
 import re
 
 ERROR = {
@@ -22,14 +23,16 @@ ERROR = {
         },
     }
 _MOBILE = {'type': 'string', 'maxLength': 20,
-    'description': 'Indian mobile: 10 digits starting 6-9, +91 allowed'}
+    'description': 'Indian mobile: 10 digits starting 6-9, +91 allowed',
+    'examples': ['9876543210', '+91 98765 43210']}
 _FILE = {'type': 'string', 'format': 'binary'}
 # Request bodies and success statuses of the core routes, by (path, method)
 # (routes may also declare them in @api).
 BODIES = {
-    ('/otp', 'post'): ({'type': 'object', 'required': ['mobile', 'purpose'],
+    ('/otp', 'post'): ({'type': 'object', 'required': ['mobile'],
             'properties': {'mobile': _MOBILE, 'purpose': {
-                    'enum': ['register', 'login', 'recover']}}}, 202),
+                    'enum': ['register', 'login', 'recover'],
+                    'default': 'register'}}}, 202),
     ('/otp/verify', 'post'): ({'type': 'object',
             'required': ['otp_id', 'code'], 'properties': {
                 'otp_id': {'type': 'integer'},
@@ -114,13 +117,14 @@ def _path(path):
     return _PARAM.sub(lambda m: '{%s}' % m.group('name'), path)
 
 
-def _parameters(path):
+def _parameters(path, schemas=None):
     params = []
     for match in _PARAM.finditer(path):
         kind = {'int': 'integer'}.get(match.group('conv'), 'string')
         schema = {'type': kind}
         if kind == 'integer':
             schema['minimum'] = 0
+        schema = (schemas or {}).get(match.group('name'), schema)
         params.append({
                 'name': match.group('name'), 'in': 'path', 'required': True,
                 'schema': schema})
@@ -140,12 +144,19 @@ def _has_binary(schema):
 def document(routes, server_url):
     "The OpenAPI 3.1 document of `routes` (web.ROUTES)."
     paths = {}
+    # operation ids are unique: the doctor's and the patient's login,
+    # messages, files... are told apart by their tag
+    names = collections.Counter(
+        (route['name'], route['method']) for route in routes)
     for route in routes:
         known = BODIES.get((route['path'], route['method']))
         if known and route['body'] is None:
             route = dict(route, body=known[0], success=known[1])
+        operation_id = '%s_%s' % (route['name'], route['method'])
+        if names[route['name'], route['method']] > 1:
+            operation_id = '%s_%s' % (route['tag'], operation_id)
         operation = {
-            'operationId': '%s_%s' % (route['name'], route['method']),
+            'operationId': operation_id,
             'summary': route['doc'].strip().splitlines()[0],
             'tags': [route['tag']],
             'responses': {
@@ -167,7 +178,17 @@ def document(routes, server_url):
                     },
                 },
             }
-        parameters = _parameters(route['path'])
+        produces = route.get('produces')
+        if produces and route['success'] != 204:
+            if isinstance(produces, str):
+                produces = [produces]
+            operation['responses'][str(route['success'])]['content'] = {
+                media: {} for media in produces}
+        # an empty query parameter counts as one not given
+        parameters = _parameters(route['path'], route.get('params')) + [{
+                'name': name, 'in': 'query', 'required': False,
+                'allowEmptyValue': True, 'schema': schema}
+            for name, schema in (route.get('query') or {}).items()]
         if parameters:
             operation['parameters'] = parameters
         if route['auth'] == 'patient':
@@ -176,18 +197,26 @@ def document(routes, server_url):
         elif route['auth'] == 'user':
             operation['security'] = [
                 {'staffCookie': [], 'csrfHeader': []}, {'bearer': []}]
+        if route.get('security'):
+            operation['security'] = [{route['security']: []}]
         if route['body'] is not None:
             media = ('multipart/form-data' if _has_binary(route['body'])
                 else 'application/json')
             content = {media: {'schema': route['body']}}
-            if media == 'multipart/form-data':
-                # uploads accept JSON too when they carry no file
+            files = {k for k, v in route['body'].get(
+                    'properties', {}).items() if _has_binary(v)}
+            if media == 'multipart/form-data' and not (
+                    files & set(route['body'].get('required', []))):
+                # uploads accept JSON too when they need not carry a file
                 plain = dict(route['body'])
                 plain['properties'] = {k: v for k, v in
                     route['body'].get('properties', {}).items()
-                    if not _has_binary(v)}
+                    if k not in files}
                 content['application/json'] = {'schema': plain}
-            operation['requestBody'] = {'required': True, 'content': content}
+            # a body without required fields may be left out
+            operation['requestBody'] = {
+                'required': bool(route['body'].get('required')),
+                'content': content}
         paths.setdefault(_path(route['path']), {})[route['method']] = (
             operation)
     return {
@@ -213,6 +242,10 @@ def document(routes, server_url):
                     'type': 'apiKey', 'in': 'header', 'name': 'X-CSRF-Token',
                     'description': 'Required on writes with cookie sessions.'},
                 'bearer': {'type': 'http', 'scheme': 'bearer'},
+                'webhookSecret': {
+                    'type': 'apiKey', 'in': 'header', 'name': 'X-Sehat-Secret',
+                    'description': 'The shared secret of the SMS gateway\'s '
+                    'delivery receipts (or the `secret` query parameter).'},
                 },
             },
         }

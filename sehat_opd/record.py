@@ -19,6 +19,7 @@ REASONS = {
     'type': 'sehat_opd.msg_upload_type',
     'damaged': 'sehat_opd.msg_upload_damaged',
     'active': 'sehat_opd.msg_upload_active',
+    'unchecked': 'sehat_opd.msg_upload_unchecked',
     }
 
 
@@ -64,14 +65,16 @@ class Record(Model):
         return checked
 
     @classmethod
-    def store(cls, resource, files, origin):
+    def store(cls, resource, files, origin, field='files'):
         """Check and attach files to `resource`; return the attachments.
+        A refusal names `field`, the form field of the files.
 
         Names are generated: what the patient's computer called the file is
         never reused (it may carry a path, a script or personal data).
         """
         Attachment = Pool().get('ir.attachment')
-        checked = cls.check_files(files, already=cls.count(resource, origin))
+        checked = cls.check_files(files, already=cls.count(resource, origin),
+            field=field)
         existing = cls.count(resource)
         prefix = resource.__name__.split('.')[-1]
         vlist = [{

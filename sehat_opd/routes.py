@@ -34,6 +34,7 @@ def health(request, pool, session):
     return {'status': 'ok', 'call_window': Configuration(1).call_window}
 
 
+@web.documented('/openapi.json')
 @app.route(web.API + '/openapi.json', methods=['GET'])
 def openapi_document(request, database_name):
     "The OpenAPI 3.1 document of this API."
@@ -76,7 +77,7 @@ def verify_otp(request, pool, session):
     return answer
 
 
-@api('/regions')
+@api('/regions', query={'state': {'type': 'string', 'maxLength': 10}})
 def regions(request, pool, session):
     """States with their districts and towns; `?state=<code>` answers only
     that state (what a form needs when the state is chosen)."""
@@ -191,6 +192,8 @@ def _status(pool, session):
     return status
 
 
+@web.documented('/tokens/current/wait', auth='patient',
+    query=web.LONG_POLL)
 @app.route(web.API + '/tokens/current/wait', methods=['GET'])
 def wait_token(request, database_name):
     """Long-poll: answer when the waiting room changes, or after the bus'
@@ -270,7 +273,8 @@ def list_files(request, pool, session):
     return {'files': [Record.describe(a) for a in Record.list(token)]}
 
 
-@api('/tokens/current/messages', auth='patient')
+@api('/tokens/current/messages', auth='patient',
+    query={'after': web.AFTER})
 def list_messages(request, pool, session):
     Message = pool.get('sehat.opd.message')
     token = _current_token(pool, _patient(pool, session))
@@ -293,7 +297,7 @@ def post_message(request, pool, session):
     return json_response(message.describe(), status=201)
 
 
-@api('/files/<int:file_id>', auth='patient')
+@api('/files/<int:file_id>', auth='patient', produces=web.FILE_TYPES)
 def download_file(request, pool, session, file_id):
     Record = pool.get('sehat.opd.record')
     attachment = Record.for_patient(file_id, session.owner)

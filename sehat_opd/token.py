@@ -436,7 +436,7 @@ class Token(WaitingRoomMixin, Workflow, ModelSQL, ModelView):
         if not files:
             raise InvalidInput(gettext('sehat_opd.msg_upload_none'),
                 field='file')
-        return Record.store(self, files, origin='waiting')
+        return Record.store(self, files, origin='waiting', field='file')
 
     @classmethod
     @ModelView.button

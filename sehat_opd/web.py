@@ -24,6 +24,7 @@ from trytond.wsgi import app
 
 from .exceptions import Forbidden, InvalidInput, PortalError, Unauthorized
 from .opd import read_committed
+from .upload import MIME_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -323,12 +324,45 @@ def clear_cookie(response, request, name):
         httponly=True, samesite='Lax', secure=request.scheme == 'https')
 
 
-# what the OpenAPI document describes, filled by @api (see openapi.py)
+# what the OpenAPI document describes, filled by @api and @documented (see
+# openapi.py)
 ROUTES = []
+JSON = 'application/json'
+# what a stored health record is served as (file_response)
+FILE_TYPES = sorted(set(MIME_TYPES.values()))
+# the query parameters of the long polls (see live.py): any other version
+# than the current one answers at once
+LONG_POLL = {
+    'version': {'type': 'string'},
+    'cursor': {'type': 'string'},
+    }
+# an id to start after; below 0 counts as 0
+AFTER = {'type': 'integer'}
+
+
+def documented(path, methods=('GET',), auth=None, body=None, success=None,
+        tag=None, query=None, produces=JSON, security=None, params=None):
+    """Describe a route in the OpenAPI document without registering it:
+    for routes that need more than @api gives (long polls, which must not
+    hold a transaction while they wait). See @api for the arguments."""
+    def decorator(func):
+        for method in methods:
+            ROUTES.append({
+                    'path': path, 'method': method.lower(), 'auth': auth,
+                    'doc': func.__doc__ or func.__name__, 'body': body,
+                    'success': success or 200,
+                    'tag': tag or path.strip('/').split('/')[0],
+                    'name': func.__name__, 'query': query or {},
+                    'params': params or {}, 'produces': produces,
+                    'security': security,
+                    })
+        return func
+    return decorator
 
 
 def api(path, methods=('GET',), auth=None, max_size=None, readonly=False,
-        floor=None, locking=False, body=None, success=None, tag=None):
+        floor=None, locking=False, body=None, success=None, tag=None,
+        query=None, produces=JSON, security=None, params=None):
     """Register an API v1 route.
 
     The function gets (request, pool, session, **url values) inside a
@@ -342,17 +376,16 @@ def api(path, methods=('GET',), auth=None, max_size=None, readonly=False,
 
     `body` is the JSON schema of the request body (multipart when it has
     binary properties), `success` the success status, `tag` the OpenAPI
-    group: they document the route in /openapi.json.
+    group, `query` the JSON schemas of the query parameters by name,
+    `params` those of path parameters that say more than their converter,
+    `produces` the content type(s) of the success answer and `security`
+    the name of a security scheme other than the sessions' (the SMS
+    webhook's secret): they document the route in /openapi.json.
     """
     def decorator(func):
-        for method in methods:
-            ROUTES.append({
-                    'path': path, 'method': method.lower(), 'auth': auth,
-                    'doc': func.__doc__ or func.__name__, 'body': body,
-                    'success': success or 200,
-                    'tag': tag or path.strip('/').split('/')[0],
-                    'name': func.__name__,
-                    })
+        documented(path, methods, auth=auth, body=body, success=success,
+            tag=tag, query=query, produces=produces, security=security,
+            params=params)(func)
         inner = with_transaction(readonly=readonly)(
             _with_session(func, auth, locking))
 

@@ -10,16 +10,26 @@ import hmac
 import json
 
 from trytond.i18n import gettext
-from trytond.modules.sehat_opd.exceptions import Unauthorized
+from trytond.modules.sehat_opd.exceptions import InvalidInput, Unauthorized
 from trytond.modules.sehat_opd.web import api, error_response
 
 from . import gateway, sending
 
 SECRET_HEADER = 'X-Sehat-Secret'
+# what the route takes, for the OpenAPI document: each gateway has its own
+# report, as a JSON object or array (Gupshup) or a form
+RECEIPT = {'type': ['object', 'array']}
+SECRET = {'secret': {'type': 'string'}}
+PROVIDER = {'provider': {'enum': [
+            p for p in gateway.PROVIDERS if p != 'log']}}
 
 
 def _payload(request):
-    "The query, form and JSON body of a gateway's call."
+    """The query, form and JSON body of a gateway's call.
+
+    A body that says it is JSON must be an object or an array (Gupshup's
+    events): anything else is refused rather than taken for "no report",
+    so that a gateway sending garbage hears about it."""
     data = {'args': request.args.to_dict(), 'form': {}, 'json': None}
     if request.mimetype in {
             'application/x-www-form-urlencoded', 'multipart/form-data'}:
@@ -28,13 +38,22 @@ def _payload(request):
         raw = request.get_data(cache=True)
         if raw:
             try:
-                data['json'] = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
-                data['json'] = None
+                value = json.loads(raw)
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                value = None
+            if isinstance(value, (dict, list)):
+                data['json'] = value
+            elif request.mimetype == 'application/json' or (
+                    request.mimetype.endswith('+json')):
+                raise InvalidInput(
+                    gettext('sehat_opd_sms.msg_webhook_body'), field=None)
     return data
 
 
-@api('/sms/receipt/<provider>', methods=['POST', 'GET'])
+@api('/sms/receipt/<provider>', methods=['POST'], body=RECEIPT,
+    query=SECRET, params=PROVIDER, security='webhookSecret')
+@api('/sms/receipt/<provider>', methods=['GET'], query=SECRET,
+    params=PROVIDER, security='webhookSecret')
 def receipt(request, pool, session, provider):
     "A delivery report of the SMS gateway."
     try:

@@ -21,11 +21,15 @@ from trytond.modules.sehat_opd.exceptions import InvalidInput, NotFound
 from trytond.modules.sehat_opd.live import queue_channel, token_channel
 from trytond.modules.sehat_opd.web import api, read_json
 
-from .token import FINISHED_STATES
+from .token import EVENTS, FINISHED_STATES
 
 DOCTOR = '/doctor/tokens/<int:token_id>'
 # a long poll goes on waiting after irrelevant wake-ups for this long
 WAIT_SECONDS = 20
+# what the routes take, for the OpenAPI document
+EVENT = {'type': 'object', 'required': ['event'],
+    'properties': {'event': {'enum': list(EVENTS)}}}
+CONSULTATION = dict(web.LONG_POLL, after=web.AFTER)
 
 
 def has_video(pool):
@@ -80,12 +84,14 @@ def join(request, pool, session):
     return token.video_join('patient', language=web.request_language(request))
 
 
-@api('/tokens/current/video', methods=['POST'], auth='patient')
+@api('/tokens/current/video', methods=['POST'], auth='patient', body=EVENT)
 def patient_event(request, pool, session):
     token = patient_token(pool, session)
     return token.video_event('patient', read_event(request))
 
 
+@web.documented('/tokens/current/consultation', auth='patient',
+    query=dict(CONSULTATION, token=web.AFTER))
 @app.route(web.API + '/tokens/current/consultation', methods=['GET'])
 def patient_consultation(request, database_name):
     """Long poll of the patient's consultation page: the status and the
@@ -106,7 +112,7 @@ def doctor_join(request, pool, session, token_id):
         language=web.request_language(request))
 
 
-@api(DOCTOR + '/video', methods=['POST'], auth='user')
+@api(DOCTOR + '/video', methods=['POST'], auth='user', body=EVENT)
 def doctor_event(request, pool, session, token_id):
     healthprof, token = doctor_token(pool, session, token_id)
     token.check_video_doctor(healthprof)
@@ -123,6 +129,7 @@ def doctor_start(request, pool, session, token_id):
     return Token(token.id).video_status()
 
 
+@web.documented(DOCTOR + '/consultation', auth='user', query=CONSULTATION)
 @app.route(web.API + DOCTOR + '/consultation', methods=['GET'])
 def doctor_consultation(request, database_name, token_id):
     "Long poll of the doctor's consultation page (see the patient's)."

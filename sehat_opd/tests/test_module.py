@@ -2,6 +2,7 @@
 import datetime as dt
 import io
 import unittest
+import zlib
 
 from PIL import Image
 
@@ -265,6 +266,10 @@ def _png(width=4, height=4):
     return data.getvalue()
 
 
+def _pdf(body):
+    return b'%PDF-1.5\n' + body + b'trailer<</Root 1 0 R>>\n%%EOF\n'
+
+
 class UploadTestCase(unittest.TestCase):
     "What an uploaded file is, decided by its content"
     limit = 5 * 1024 * 1024
@@ -301,6 +306,56 @@ class UploadTestCase(unittest.TestCase):
         self.assertEqual(self.refused(js), 'active')
         polyglot = b'GIF89a<script>alert(1)</script>' + b'\x00' * 30
         self.assertEqual(self.refused(polyglot), 'active')
+
+    def test_refuses_disguised_pdf_scripts(self):
+        "Scripts written with name escapes, inside compressed object "
+        "streams, or behind a string that looks like stream data"
+        escaped = _pdf(b'1 0 obj<</Type/Catalog/OpenAction 2 0 R>>endobj\n'
+            b'2 0 obj<</S/J#61vaScript/J#53(app.alert(1))>>endobj\n')
+        self.assertEqual(self.refused(escaped), 'active')
+        script = zlib.compress(b'2 0 <</S/JavaScript/JS(app.alert(1))>>')
+        for dictionary in [b'/Type/ObjStm/N 1/First 4', b'/N 1/First 4']:
+            packed = _pdf(b'4 0 obj<<%s/Filter/FlateDecode>>stream\n%s\n'
+                b'endstream\nendobj\n' % (dictionary, script))
+            self.assertEqual(self.refused(packed), 'active')
+        hidden = _pdf(b'5 0 obj<</A (>>stream\n) /S/Launch/F(calc.exe) '
+            b'/B (\nendstream)>>endobj\n')
+        self.assertEqual(self.refused(hidden), 'active')
+        self.assertEqual(self.refused(
+                b'%PDF-1.4\n<html><script>alert(1)</script>\n%%EOF\n'),
+            'active')
+
+    def test_refuses_unreadable_object_streams(self):
+        "An object stream that cannot be read could hide anything"
+        for dictionary, data in [
+                (b'/Filter/LZWDecode', b'\x80\x0b\x60\x50'),
+                (b'/Filter/FlateDecode/DecodeParms<</Predictor 12>>',
+                    zlib.compress(b'2 0 <<>>')),
+                (b'/Filter/FlateDecode', b'not deflate'),
+                (b'/Filter/FlateDecode', zlib.compress(
+                        b' ' * (upload.PDF_INFLATE_LIMIT + 1)))]:
+            pdf = _pdf(b'4 0 obj<</Type/ObjStm/N 1/First 4%s>>stream\n%s\n'
+                b'endstream\nendobj\n' % (dictionary, data))
+            self.assertEqual(self.refused(pdf), 'unchecked', dictionary)
+
+    def test_accepts_ordinary_pdf_and_pictures(self):
+        "Opening on the first page, a clean object stream, and compressed "
+        "data that happens to hold '/JS' or '<svg' are no scripts"
+        first_page = _pdf(b'1 0 obj<</Type/Catalog/OpenAction[3 0 R/Fit]>>'
+            b'endobj\n4 0 obj<</Type/ObjStm/N 1/First 4/Filter/FlateDecode>>'
+            b'stream\n%s\nendstream\nendobj\n5 0 obj<</Length 30/Filter'
+            b'/DCTDecode>>stream\n\xff\xd8/JS /AA<svg \x00\nendstream\n'
+            b'endobj\n' % zlib.compress(b'2 0 <</Type/Page>>'))
+        self.assertEqual(self.check(first_page)[0], 'pdf')
+        comment = b'\x93<svgZ\x00<imgs'
+        jpeg = io.BytesIO()
+        Image.new('RGB', (8, 8)).save(jpeg, 'JPEG')
+        jpeg = jpeg.getvalue()
+        jpeg = jpeg[:2] + b'\xff\xfe' + (len(comment) + 2).to_bytes(2, 'big'
+            ) + comment + jpeg[2:]
+        self.assertEqual(self.check(jpeg)[0], 'jpg')
+        self.assertEqual(self.refused(jpeg.replace(b'<imgs', b'<img ')),
+            'active')
 
 
 class IdentityTestCase(unittest.TestCase):

@@ -80,7 +80,10 @@ def join(request, pool, session):
     return token.video_join('patient', language=web.request_language(request))
 
 
-@api('/tokens/current/video', methods=['POST'], auth='patient')
+# the events that start the consultation move the queue: they lock its row
+# at READ COMMITTED, as every route that changes the queue does (locking)
+@api('/tokens/current/video', methods=['POST'], auth='patient',
+    locking=True)
 def patient_event(request, pool, session):
     token = patient_token(pool, session)
     return token.video_event('patient', read_event(request))
@@ -106,14 +109,14 @@ def doctor_join(request, pool, session, token_id):
         language=web.request_language(request))
 
 
-@api(DOCTOR + '/video', methods=['POST'], auth='user')
+@api(DOCTOR + '/video', methods=['POST'], auth='user', locking=True)
 def doctor_event(request, pool, session, token_id):
     healthprof, token = doctor_token(pool, session, token_id)
     token.check_video_doctor(healthprof)
     return token.video_event('doctor', read_event(request))
 
 
-@api(DOCTOR + '/start', methods=['POST'], auth='user')
+@api(DOCTOR + '/start', methods=['POST'], auth='user', locking=True)
 def doctor_start(request, pool, session, token_id):
     "Continue the consultation without video (chat or phone)."
     Token = pool.get('sehat.opd.token')

@@ -144,3 +144,64 @@ def test_one_patient_racing_gets_one_token(server, db):
     appointments = queue_data.sql(db, 'SELECT count(*) '
         'FROM gnuhealth_appointment WHERE patient = %s', patient['id'])
     assert appointments == [(1,)]
+
+
+def test_consultations_start_while_the_queue_moves(server, db):
+    "Six patients and their doctors entering the video rooms while other "
+    "patients keep taking and cancelling tokens of the same OPD: every "
+    "consultation starts, no request fails"
+    opd = queue_data.make_opd(db, new_code('VQ'))
+    patients = queue_data.make_patients(db, 6, '26')
+    churners = queue_data.make_patients(db, 6, '27')
+    doctors = queue_data.make_doctors(db, 6, opd, 'v')
+    queue_data.waiting_tokens(db, [p['id'] for p in patients], opd)
+    for doctor in doctors:
+        r = requests.post(server.api + '/doctor/online', json={'opd': opd},
+            headers=bearer(doctor['session']), timeout=60)
+        assert r.status_code == 200, r.text
+    calls = dict(queue_data.sql(db, 'SELECT patient, id FROM sehat_opd_token '
+            "WHERE opd = %s AND state = 'called'", opd))
+    by_doctor = dict(queue_data.sql(db, 'SELECT id, healthprof '
+            'FROM sehat_opd_token WHERE opd = %s', opd))
+    sessions = {d['id']: d['session'] for d in doctors}
+    assert len(calls) == 6
+
+    stop = threading.Event()
+    failures = []
+
+    def churn(patient):
+        # each request changes the queue: every transaction that bumps it
+        # meets a concurrent change
+        while not stop.is_set():
+            for path, body in [('/tokens', {'opd': opd}),
+                    ('/tokens/current/cancel', {})]:
+                r = requests.post(server.api + path, json=body,
+                    headers=bearer(patient['session']), timeout=60)
+                if r.status_code >= 500:
+                    failures.append(r.text)
+
+    def enter(i):
+        patient = patients[i]
+        token = calls[patient['id']]
+        doctor = sessions[by_doctor[token]]
+        first = requests.post(server.api + '/tokens/current/video',
+            json={'event': 'joined'}, headers=bearer(patient['session']),
+            timeout=120)
+        second = requests.post(server.api + '/doctor/tokens/%s/video' % token,
+            json={'event': 'joined'}, headers=bearer(doctor), timeout=120)
+        return first.status_code, second.status_code, second.text
+
+    churning = [threading.Thread(target=churn, args=(p,)) for p in churners]
+    for thread in churning:
+        thread.start()
+    try:
+        results = race(6, enter)
+    finally:
+        stop.set()
+        for thread in churning:
+            thread.join(120)
+    assert all(r[:2] == (200, 200) for r in results), results
+    assert not failures, failures[:3]
+    states = queue_data.sql(db, 'SELECT DISTINCT state FROM sehat_opd_token '
+        'WHERE id IN %s', tuple(calls.values()))
+    assert states == [('in_consultation',)]

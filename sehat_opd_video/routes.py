@@ -163,6 +163,7 @@ def _long_poll(request, database_name, kind, find):
                 'live': web.database_has_bus(database_name),
                 }
 
+    since = time.time()
     try:
         state = read(request, pool)
     except Exception as exception:
@@ -178,9 +179,10 @@ def _long_poll(request, database_name, kind, find):
             and not state['messages']
             and state['token']['state'] not in FINISHED_STATES
             and time.monotonic() - started < WAIT_SECONDS):
-        cursor, changed = Live.wait(database_name, channels, cursor)
+        cursor, changed = Live.wait(database_name, channels, cursor, since)
         if not changed:
             break
+        since = time.time()
         try:
             state = read(request, pool)
         except Exception as exception:

@@ -115,9 +115,15 @@ class Dispatching:
             }
 
     @classmethod
-    def dispatch(cls, ids=None, now=None):
+    def dispatch(cls, ids=None, now=None, database_name=None):
         """Send the due messages (only `ids` when given), batch by batch,
         each claim and each record in a transaction of its own.
+
+        Called inside a transaction (the cron, tests), each step's
+        transaction runs beside it; called outside any (after a commit,
+        `database_name` given), each step's transaction is the only one the
+        thread holds: a burst of requests sending their texts must not hold
+        a connection each while waiting for a second one from the same pool.
 
         Return the number of messages tried. `now` is fixed for the whole
         run, so a message rescheduled by this run waits for the next one.
@@ -128,12 +134,11 @@ class Dispatching:
             gateway.check_settings(config)
         except gateway.GatewayConfigError as exception:
             config, problem = None, str(exception)
-        transaction = Transaction()
-        database_name = transaction.database.name
+        database_name = database_name or Transaction().database.name
         tried = 0
         while True:
             claimed = _retrying(lambda: cls._claim_batch(
-                    transaction, now, ids, config, database_name))
+                    database_name, now, ids, config))
             if not claimed:
                 return tried
             claims, payloads = claimed
@@ -144,12 +149,20 @@ class Dispatching:
                 outcomes = {i: gateway.Outcome('retry', None, problem)
                     for i in claims}
             _retrying(lambda: cls._record_batch(
-                    transaction, outcomes, claims, now))
+                    database_name, outcomes, claims, now))
             tried += len(claims)
 
+    @staticmethod
+    def _step(database_name):
+        "The transaction of one step: beside the current one, or alone."
+        current = Transaction()
+        if current.database is not None:
+            return current.new_transaction()
+        return Transaction(new=True).start(database_name, 0)
+
     @classmethod
-    def _claim_batch(cls, transaction, now, ids, config, database_name):
-        with transaction.new_transaction() as claim_transaction:
+    def _claim_batch(cls, database_name, now, ids, config):
+        with cls._step(database_name) as claim_transaction:
             messages = cls.claim_due(now, ids=ids,
                 timeout=config['timeout'] if config else 5)
             payloads = [m.payload(config, database_name)
@@ -159,8 +172,8 @@ class Dispatching:
         return (claims, payloads) if claims else None
 
     @classmethod
-    def _record_batch(cls, transaction, outcomes, claims, now):
-        with transaction.new_transaction() as record_transaction:
+    def _record_batch(cls, database_name, outcomes, claims, now):
+        with cls._step(database_name) as record_transaction:
             cls.record(outcomes, claims, now)
             record_transaction.commit()
 

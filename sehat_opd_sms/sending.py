@@ -170,11 +170,12 @@ def deliver(payloads, config):
 # After commit --------------------------------------------------------------
 
 def run(database_name, ids):
-    "Send the messages `ids` from a transaction of its own (thread or inline)."
+    """Send the messages `ids` (from a thread, or inline after commit):
+    each step in a transaction of its own, none held around another."""
     from trytond.pool import Pool
     try:
-        with Transaction(new=True).start(database_name, 0):
-            Pool().get('sehat.sms.message').dispatch(ids)
+        Pool(database_name).get('sehat.sms.message').dispatch(
+            ids, database_name=database_name)
     except Exception:
         # Nothing is lost: the messages stay queued and the cron sends them.
         logger.exception('sending messages %s after commit failed', ids)

@@ -18,6 +18,9 @@ from .web import api, json_response, read_files, read_json
 # a long poll goes on waiting after wake-ups that change nothing for this
 # long (each wait on the bus lasts up to [bus] long_polling_timeout)
 WAIT_SECONDS = 20
+# while a call waits for its answer, the waiting room's status is read again
+# this often (a missed window is settled by the read that finds it passed)
+CALL_SECONDS = 2
 
 
 def _patient(pool, session):
@@ -222,10 +225,17 @@ def wait_token(request, database_name):
         # a wake-up that changes nothing the page shows (a message about
         # a change the status read had already seen) does not end the wait
         while time.monotonic() - started < WAIT_SECONDS:
-            cursor, changed = Live.wait(database_name, channels, cursor,
-                since)
-            if not changed:
-                break
+            left = status['call_seconds_left']
+            if left is not None:
+                # an unanswered call: when its window ends nothing may be
+                # published for a while (the console settles it at its
+                # next heartbeat), so look again, at the latest then
+                time.sleep(min(CALL_SECONDS, left + 0.5))
+            else:
+                cursor, changed = Live.wait(database_name, channels,
+                    cursor, since)
+                if not changed:
+                    break
             since = time.time()
             try:
                 status = _status_once(request, pool)

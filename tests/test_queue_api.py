@@ -247,3 +247,22 @@ def test_long_poll_answers_once_per_change(server, db):
     requests.post(server.api + '/tokens/current/cancel',
         headers=bearer(others[0]['session']), timeout=30)
     assert again.answered_within(5)
+
+
+def test_long_poll_tells_a_missed_call(server, db):
+    "A called patient's waiting room learns that the Call Now window has "
+    "passed (back in line) within 3 s, though nobody else looks"
+    opd = queue_data.make_opd(db, code('MW'), call_window=3)
+    patient, = queue_data.make_patients(db, 1, '32')
+    doctor, = queue_data.make_doctors(db, 1, opd, 'w')
+    queue_data.waiting_tokens(db, [patient['id']], opd)
+    r = requests.post(server.api + '/doctor/online', json={'opd': opd},
+        headers=bearer(doctor['session']), timeout=30)
+    assert r.status_code == 200, r.text
+    status = requests.get(server.api + '/tokens/current',
+        headers=bearer(patient['session']), timeout=30).json()
+    assert status['state'] == 'called'
+    poll = Poll(server, patient['session'], status['version'])
+    assert poll.answered_within(status['call_seconds_left'] + 3)
+    assert (poll.answer['state'], poll.answer['missed_calls']) == (
+        'waiting', 1)

@@ -286,11 +286,15 @@ def wait(request, database_name):
     Live = pool.get('sehat.opd.live')
 
     @web.with_transaction(readonly=False)
-    def read(request, pool):
+    def transaction(request, pool):
         with Transaction().set_context(
                 language=web.request_language(request)):
             session = web.authenticate(request, pool, 'user')
             return console_state(pool, doctor_of(pool, session), session)
+
+    def read(request, pool):
+        with web.poll_slot():
+            return transaction(request, pool)
 
     since = time.time()
     try:

@@ -259,7 +259,8 @@ def _status_once(request, pool):
                 language=web.request_language(request)):
             session = web.authenticate(request, pool, 'patient')
             return _status(pool, session)
-    return read(request, pool)
+    with web.poll_slot():
+        return read(request, pool)
 
 
 @api('/tokens/current/cancel', methods=['POST'], auth='patient',

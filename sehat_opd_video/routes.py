@@ -143,7 +143,7 @@ def _long_poll(request, database_name, kind, find):
     Live = pool.get('sehat.opd.live')
 
     @web.with_transaction(readonly=False)
-    def read(request, pool):
+    def transaction(request, pool):
         Message = pool.get('sehat.opd.message')
         with Transaction().set_context(
                 language=web.request_language(request)):
@@ -162,6 +162,10 @@ def _long_poll(request, database_name, kind, find):
                     last[0].id if last else 0),
                 'live': web.database_has_bus(database_name),
                 }
+
+    def read(request, pool):
+        with web.poll_slot():
+            return transaction(request, pool)
 
     since = time.time()
     try:

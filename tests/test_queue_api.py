@@ -249,6 +249,39 @@ def test_long_poll_answers_once_per_change(server, db):
     assert again.answered_within(5)
 
 
+def test_many_waiting_rooms_wake_on_a_small_pool(small_pool_server):
+    "Forty waiting rooms of one queue woken by one change, on a server "
+    "with a pool of 4 connections: every one of them is answered with "
+    "the new line, none with an error"
+    server = small_pool_server
+    queue_data.configure(server.env)
+    db = server.database
+    opd = queue_data.make_opd(db, code('WB'))
+    waiting = queue_data.make_patients(db, 41, '30')
+    queue_data.waiting_tokens(db, [p['id'] for p in waiting], opd)
+    first, others = waiting[0], waiting[1:]
+    version = requests.get(server.api + '/tokens/current',
+        headers=bearer(first['session']), timeout=30).json()['version']
+    # the pages open one after the other, then all wait
+    polls = []
+    for patient in others:
+        polls.append(Poll(server, patient['session'], version))
+        time.sleep(0.05)
+    time.sleep(2)
+    assert not any(p.answer for p in polls)
+    r = requests.post(server.api + '/tokens/current/cancel',
+        headers=bearer(first['session']), timeout=30)
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 20
+    for poll in polls:
+        poll.thread.join(max(0, deadline - time.monotonic()))
+    answers = [p.answer for p in polls]
+    assert all(a and 'error' not in a for a in answers), [
+        a for a in answers if not a or 'error' in a][:2]
+    assert {a['waiting'] for a in answers} == {40}
+    assert sorted(a['position'] for a in answers) == list(range(1, 41))
+
+
 def test_long_poll_tells_a_missed_call(server, db):
     "A called patient's waiting room learns that the Call Now window has "
     "passed (back in line) within 3 s, though nobody else looks"

@@ -236,23 +236,6 @@ def test_refused_message_resent_by_staff(server, api, mobile, page):
     shot(page, 'sms-outbox-resent')
 
 
-@pytest.fixture(scope='module')
-def small_pool_server(server, tmp_path_factory):
-    """A second server on the same database with a pool of 4 connections
-    per process and the production dispatch (a thread after commit)."""
-    from conftest import Server, free_port
-    port = free_port()
-    env = dict(server.env, TRYTOND_WEB__LISTEN='127.0.0.1:%s' % port,
-        TRYTOND_DATABASE__MAXCONN='4',
-        TRYTOND_SEHAT_OPD_SMS__DISPATCH='thread')
-    small = Server(server.database, port,
-        tmp_path_factory.mktemp('small_pool') / 'trytond.log', env,
-        gateway=server.gateway)
-    small.start()
-    yield small
-    small.stop()
-
-
 def test_burst_sends_without_exhausting_the_pool(small_pool_server):
     "Twelve patients taking tokens at once on a server with a pool of 4 "
     "connections: every request answers, every text is sent (sending one "

@@ -30,49 +30,18 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / 'bench'
-sys.path.insert(0, str(ROOT / 'tests'))
-import queue_data  # noqa: E402
+from harness import BENCH, Gunicorn, build_database, env
+import queue_data  # noqa: E402 - harness puts tests/ on the path
 
 DATABASE = 'sehat_bench'
-SECRET = 'bench-secret-' + secrets.token_hex(8)
-
-
-def env():
-    values = dict(os.environ)
-    values.update({
-            'TRYTOND_DATABASE__URI': 'postgresql://',
-            'TRYTOND_DATABASE__PATH': str(ROOT / 'var' / 'bench-files'),
-            'TRYTOND_SEHAT_OPD__SECRET': SECRET,
-            'TRYTOND_SEHAT_OPD__MODE': 'production',
-            })
-    return values
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-def build_database():
-    "The demo database, created once and upgraded when the modules change."
-    (ROOT / 'var' / 'bench-files').mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, str(ROOT / 'scripts' / 'setup_db.py'),
-            '-c', str(ROOT / 'trytond.conf'), '-d', DATABASE, '--demo'],
-        check=True, env=env())
 
 
 def fixtures():
@@ -110,43 +79,6 @@ def fixtures():
     data['doctor_ids'] = [d['id'] for d in doctors]
     data['call_opd'] = call_opd
     return data
-
-
-class Gunicorn:
-    "trytond under gunicorn, as docker/entrypoint.sh runs it."
-
-    def __init__(self, workers=2, threads=32):
-        self.port = free_port()
-        self.base = 'http://127.0.0.1:%s/%s/opd/api/v1' % (
-            self.port, DATABASE)
-        values = env()
-        values.update({
-                'TRYTOND_CONFIG': str(BENCH / 'trytond.conf'),
-                'TRYTOND_DATABASE_NAMES': DATABASE,
-                'TRYTOND_LOGGING_LEVEL': '40',
-                })
-        self.process = subprocess.Popen([
-                str(Path(sys.executable).parent / 'gunicorn'),
-                '--bind', '127.0.0.1:%s' % self.port,
-                '--worker-class', 'gthread', '--workers', str(workers),
-                '--threads', str(threads), '--timeout', '120',
-                '--keep-alive', '75', '--log-level', 'warning',
-                'trytond.application:app'], env=values)
-
-    def wait(self):
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if requests.get(self.base + '/health', timeout=5).ok:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError('gunicorn did not start')
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(30)
 
 
 def wrk_command(url, seconds, connections, threads=2):
@@ -210,9 +142,9 @@ def main():
     parser.add_argument('--rounds', type=int, default=3)
     options = parser.parse_args()
 
-    build_database()
+    build_database(DATABASE)
     data = fixtures()
-    server = Gunicorn()
+    server = Gunicorn(DATABASE)
     results = {}
     try:
         server.wait()

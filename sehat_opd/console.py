@@ -4,6 +4,8 @@ Doctors log in with their back-office (Tryton) credentials; the session
 rules are the portal's. Every token id is checked against the OPDs the
 doctor serves.
 """
+import time
+
 from trytond.exceptions import RateLimitException
 from trytond.i18n import gettext
 from werkzeug.utils import redirect
@@ -24,6 +26,9 @@ DOCTOR = '/doctor'
 # how often the open console tells that the doctor is still there; the
 # presence timeout (settings, 2 minutes by default) allows several misses
 HEARTBEAT_SECONDS = 20
+# a long poll goes on waiting after wake-ups that change nothing for this
+# long (each wait on the bus lasts up to [bus] long_polling_timeout)
+WAIT_SECONDS = 20
 
 
 def doctor_of(pool, session):
@@ -284,12 +289,17 @@ def wait(request, database_name):
     Live = pool.get('sehat.opd.live')
 
     @web.with_transaction(readonly=False)
-    def read(request, pool):
+    def transaction(request, pool):
         with Transaction().set_context(
                 language=web.request_language(request)):
             session = web.authenticate(request, pool, 'user')
             return console_state(pool, doctor_of(pool, session), session)
 
+    def read(request, pool):
+        with web.poll_slot():
+            return transaction(request, pool)
+
+    since = time.time()
     try:
         current = read(request, pool)
     except Exception as exception:
@@ -297,18 +307,25 @@ def wait(request, database_name):
     known = request.args.get('version')
     cursor = request.args.get('cursor') or None
     version = console_version(current)
-    if current['live'] and known == version:
+    started = time.monotonic()
+    # as the waiting room's (routes.wait_token): wake-ups about changes
+    # already read do not end the wait
+    while (current['live'] and known == version
+            and time.monotonic() - started < WAIT_SECONDS):
         channels = [queue_channel(o['queue']) for o in current['opds']
             if o['queue']]
         if current['current']:
             channels.append(token_channel(current['current']['id']))
-        cursor, changed = Live.wait(database_name, channels, cursor)
-        if changed:
-            try:
-                current = read(request, pool)
-            except Exception as exception:
-                return web.render_error(exception, request)
-    current['version'] = console_version(current)
+        cursor, changed = Live.wait(database_name, channels, cursor, since)
+        if not changed:
+            break
+        since = time.time()
+        try:
+            current = read(request, pool)
+        except Exception as exception:
+            return web.render_error(exception, request)
+        version = console_version(current)
+    current['version'] = version
     current['cursor'] = cursor
     return json_response(current)
 

@@ -3,6 +3,11 @@
 A queue change publishes on the trytond bus (PostgreSQL NOTIFY, delivered at
 commit, so a rolled-back change wakes nobody). The waiting room long-polls a
 route that waits on those channels; on SQLite, which has no bus, it polls.
+
+Every waiting room of a queue wakes at each change of the queue: a change
+must cost each of them one status read, not one per bus message (see
+`Live.wait`), and the queue's snapshot is computed once per change, not
+once per woken waiting room (see `Live.snapshot`).
 """
 import logging
 import os
@@ -19,6 +24,8 @@ _SNAPSHOTS = OrderedDict()
 _SNAPSHOTS_LOCK = threading.Lock()
 _SNAPSHOTS_SIZE = 512
 _RECOVERING_BUS = []
+# snapshots being computed: key -> Event set when done
+_COMPUTING = {}
 
 
 def _bus():
@@ -115,7 +122,9 @@ class Live(Model):
         """The queue's snapshot at `version`, computed once per process.
 
         The version comes from the same query as the token, so a snapshot is
-        never served for a queue that has changed since.
+        never served for a queue that has changed since. A change wakes all
+        the queue's waiting rooms at once: one of them computes the new
+        snapshot while the others wait for it.
         """
         key = (Transaction().database.name, queue_id, version)
         with _SNAPSHOTS_LOCK:
@@ -123,12 +132,29 @@ class Live(Model):
             if snapshot is not None:
                 _SNAPSHOTS.move_to_end(key)
                 return snapshot
+            computing = _COMPUTING.get(key)
+            if computing is None:
+                computing = _COMPUTING[key] = threading.Event()
+                mine = True
+            else:
+                mine = False
         Token = Pool().get('sehat.opd.token')
-        snapshot = Token.queue_snapshot(queue_id)
-        with _SNAPSHOTS_LOCK:
-            _SNAPSHOTS[key] = snapshot
-            while len(_SNAPSHOTS) > _SNAPSHOTS_SIZE:
-                _SNAPSHOTS.popitem(last=False)
+        if not mine:
+            computing.wait(30)
+            with _SNAPSHOTS_LOCK:
+                snapshot = _SNAPSHOTS.get(key)
+            # the computing request failed: compute it here
+            return snapshot or Token.queue_snapshot(queue_id)
+        try:
+            snapshot = Token.queue_snapshot(queue_id)
+            with _SNAPSHOTS_LOCK:
+                _SNAPSHOTS[key] = snapshot
+                while len(_SNAPSHOTS) > _SNAPSHOTS_SIZE:
+                    _SNAPSHOTS.popitem(last=False)
+        finally:
+            with _SNAPSHOTS_LOCK:
+                del _COMPUTING[key]
+            computing.set()
         return snapshot
 
     @staticmethod
@@ -137,15 +163,25 @@ class Live(Model):
         return backend.Database(database_name).has_channel()
 
     @staticmethod
-    def wait(database_name, channels, cursor):
+    def wait(database_name, channels, cursor, since=None):
         """Block until a message on `channels` arrives after `cursor`, or the
         bus' long-polling timeout passes; call it outside any transaction.
+
+        `since` is a time.time() taken before the caller read what it
+        shows: the messages the bus received before it announce changes
+        that read has seen, so they do not end the wait. Without it, a page
+        polling without a cursor (just opened) is answered at once with the
+        oldest message the bus keeps (5 minutes of them), and a page behind
+        by several messages is answered once for each.
 
         Return (cursor for the next wait, whether something arrived).
         When the bus fails, say that something arrived: the caller reads
         the state again, which tells whether the database is back.
         """
         try:
+            if since is not None:
+                cursor = _last_received(
+                    database_name, channels, cursor, since)
             response = _bus().subscribe(database_name, channels, cursor)
         except Exception:
             logger.warning('waiting on the bus failed', exc_info=True)
@@ -155,3 +191,24 @@ class Live(Model):
         if not message:
             return cursor, False
         return message['message_id'], True
+
+
+def _last_received(database_name, channels, cursor, before):
+    """The id of the last message on `channels` that this process' bus
+    received before `before` (time.time()), else `cursor`.
+
+    It reads the message cache of trytond 7.0's LongPollingBus (a list of
+    (channel, content, timestamp), in order of arrival); with another bus
+    class, or before the bus' listener has started, `cursor` is kept.
+    """
+    cache = getattr(_bus(), '_messages', {}).get(database_name)
+    messages = getattr(cache, '_messages', None)
+    if not messages:
+        return cursor
+    channels = set(channels)
+    for message in list(messages):
+        if message.timestamp >= before:
+            break
+        if message.channel in channels:
+            cursor = message.content['message_id']
+    return cursor

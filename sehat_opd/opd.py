@@ -1,4 +1,5 @@
 "OPDs: the online clinics patients take tokens for, and their daily queues."
+from functools import wraps
 from zoneinfo import ZoneInfo, available_timezones
 
 from sql import For, Table
@@ -417,6 +418,18 @@ def read_committed():
     connection = Transaction().connection
     connection.rollback()
     connection.set_session(isolation_level=ISOLATION_LEVEL_READ_COMMITTED)
+
+
+def at_read_committed(func):
+    """Decorate a back-office procedure (the `decorator` of its RPC) to run
+    at READ COMMITTED: the dispatcher calls it first thing in its
+    transaction, so read_committed() discards nothing. For buttons that
+    change the queue's shared rows (see read_committed)."""
+    @wraps(func)
+    def wrapper(*args, **kwargs):
+        read_committed()
+        return func(*args, **kwargs)
+    return wrapper
 
 
 def lock_rows(cursor, table_name, ids):

@@ -24,17 +24,21 @@ import datetime as dt
 import json
 from zoneinfo import ZoneInfo
 
+from sql import For
+
 from trytond.i18n import gettext
 from trytond.model import ModelView, Unique, Workflow, fields
 from trytond.model.exceptions import AccessError
 from trytond.pool import Pool, PoolMeta
 from trytond.pyson import Bool, Eval
+from trytond.rpc import RPC
 from trytond.transaction import Transaction
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
 from . import rx_pdf, telemedicine, tools
 from .exceptions import Gone, NotFound, PrescriptionError, TooManyRequests
 from .evaluation import doctor_name
+from .opd import at_read_committed
 
 SEHAT_STATES = [
     (None, ''),
@@ -106,6 +110,12 @@ class PrescriptionOrder(Workflow, metaclass=PoolMeta):
                     'depends': ['sehat_state'],
                     },
                 })
+        # Signing completes the token: it frees the doctor and moves the
+        # queue, whose rows every request of the OPD changes; at trytond's
+        # REPEATABLE READ it failed on them under load ("could not
+        # serialize access") once the retries were spent
+        cls.__rpc__['sehat_sign'] = RPC(readonly=False, instantiate=0,
+            decorator=at_read_committed)
         # "Sign and issue" replaces GNU Health's "Create prescription" for
         # the prescriptions of OPD tokens
         button = cls._buttons['create_prescription']
@@ -197,7 +207,7 @@ class PrescriptionOrder(Workflow, metaclass=PoolMeta):
         Notifier = pool.get('sehat.opd.notifier')
         HealthProfessional = pool.get('gnuhealth.healthprofessional')
         signer = HealthProfessional.of_user(Transaction().user)
-        for order in orders:
+        for order in cls._lock_unsigned(orders):
             token = order.sehat_token
             evaluation = token.evaluation if token else None
             order.check_signable(signer, token, evaluation)
@@ -230,6 +240,26 @@ class PrescriptionOrder(Workflow, metaclass=PoolMeta):
                     'prescription': order.prescription_id or order.id,
                     'link': order.sehat_download_url(),
                     })
+
+    @classmethod
+    def _lock_unsigned(cls, orders):
+        """Lock the orders and their tokens; return the orders not signed
+        yet. From the client, signing runs at READ COMMITTED: a second
+        "Sign and issue" of an order waits for the first, then skips it."""
+        Token = Pool().get('sehat.opd.token')
+        transaction = Transaction()
+        if not orders or not transaction.database.has_select_for():
+            return orders
+        table = cls.__table__()
+        token = Token.__table__()
+        cursor = transaction.connection.cursor()
+        ids = [o.id for o in orders]
+        cursor.execute(*table.select(table.id, table.sehat_state,
+                where=table.id.in_(ids), for_=For('UPDATE')))
+        unsigned = {id_ for id_, state in cursor if state == 'draft'}
+        cursor.execute(*token.select(token.id,
+                where=token.prescription.in_(ids), for_=For('UPDATE')))
+        return [o for o in orders if o.id in unsigned]
 
     def check_signable(self, signer, token, evaluation):
         """Refuse to sign what the guidelines forbid; each refusal names

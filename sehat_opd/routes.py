@@ -3,6 +3,8 @@
 Each route parses the request, calls one model method and renders JSON.
 Every id a route receives is checked against the session's patient.
 """
+import time
+
 from trytond.i18n import gettext
 from trytond.protocols.wrappers import Response
 from trytond.transaction import Transaction
@@ -12,6 +14,13 @@ from . import web
 from .exceptions import InvalidInput, NotFound
 from .live import queue_channel, token_channel
 from .web import api, json_response, read_files, read_json
+
+# a long poll goes on waiting after wake-ups that change nothing for this
+# long (each wait on the bus lasts up to [bus] long_polling_timeout)
+WAIT_SECONDS = 20
+# while a call waits for its answer, the waiting room's status is read again
+# this often (a missed window is settled by the read that finds it passed)
+CALL_SECONDS = 2
 
 
 def _patient(pool, session):
@@ -203,6 +212,7 @@ def wait_token(request, database_name):
     if pool is None:
         return web.error_response(404, 'not_found', 'Not Found')
     Live = pool.get('sehat.opd.live')
+    since = time.time()
     try:
         status = _status_once(request, pool)
     except Exception as exception:
@@ -213,14 +223,36 @@ def wait_token(request, database_name):
     if live and known == str(status['version']):
         channels = [queue_channel(status['queue_id']),
             token_channel(status['token_id'])]
-        cursor, changed = Live.wait(database_name, channels, cursor)
-        if changed:
+        shown = _shown(status)
+        started = time.monotonic()
+        # a wake-up that changes nothing the page shows (a message about
+        # a change the status read had already seen) does not end the wait
+        while time.monotonic() - started < WAIT_SECONDS:
+            left = status['call_seconds_left']
+            if left is not None:
+                # an unanswered call: when its window ends nothing may be
+                # published for a while (the console settles it at its
+                # next heartbeat), so look again, at the latest then
+                time.sleep(min(CALL_SECONDS, left + 0.5))
+            else:
+                cursor, changed = Live.wait(database_name, channels,
+                    cursor, since)
+                if not changed:
+                    break
+            since = time.time()
             try:
                 status = _status_once(request, pool)
             except Exception as exception:
                 return web.render_error(exception, request)
+            if _shown(status) != shown:
+                break
     status['cursor'] = cursor
     return json_response(status)
+
+
+def _shown(status):
+    "What the waiting room shows of a status, but its running countdown."
+    return {k: v for k, v in status.items() if k != 'call_seconds_left'}
 
 
 def _status_once(request, pool):
@@ -230,7 +262,8 @@ def _status_once(request, pool):
                 language=web.request_language(request)):
             session = web.authenticate(request, pool, 'patient')
             return _status(pool, session)
-    return read(request, pool)
+    with web.poll_slot():
+        return read(request, pool)
 
 
 @api('/tokens/current/cancel', methods=['POST'], auth='patient',

@@ -8,13 +8,16 @@ shape of the API contract.
 import datetime as dt
 import json
 import logging
+import threading
 import time
+from contextlib import contextmanager
 from functools import wraps
 from http import HTTPStatus
 
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
 from trytond import backend
+from trytond.config import config
 from trytond.exceptions import UserError, UserWarning
 from trytond.i18n import gettext
 from trytond.pool import Pool
@@ -437,6 +440,29 @@ def file_response(attachment):
     response.headers['Content-Security-Policy'] = "default-src 'none'; sandbox"
     response.headers['Cache-Control'] = 'private, no-store'
     return response
+
+
+# Every waiting room of a queue wakes at the same change, and each reads
+# its status at once: those reads take turns here, for half of the
+# connections of the process, rather than in trytond's pool, which sleeps a
+# whole second when it has none left and gives up with an error after
+# [database] maxconn tries.
+_poll_slots = None
+_poll_slots_lock = threading.Lock()
+
+
+@contextmanager
+def poll_slot():
+    "Hold one of the database slots of the long polls' reads."
+    global _poll_slots
+    if _poll_slots is None:
+        with _poll_slots_lock:
+            if _poll_slots is None:
+                maxconn = config.getint('database', 'maxconn', default=64)
+                _poll_slots = threading.BoundedSemaphore(
+                    max(1, maxconn // 2))
+    with _poll_slots:
+        yield
 
 
 def database_has_bus(database_name):

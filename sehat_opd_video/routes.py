@@ -84,7 +84,10 @@ def join(request, pool, session):
     return token.video_join('patient', language=web.request_language(request))
 
 
-@api('/tokens/current/video', methods=['POST'], auth='patient', body=EVENT)
+# the events that start the consultation move the queue: they lock its row
+# at READ COMMITTED, as every route that changes the queue does (locking)
+@api('/tokens/current/video', methods=['POST'], auth='patient', body=EVENT,
+    locking=True)
 def patient_event(request, pool, session):
     token = patient_token(pool, session)
     return token.video_event('patient', read_event(request))
@@ -112,14 +115,15 @@ def doctor_join(request, pool, session, token_id):
         language=web.request_language(request))
 
 
-@api(DOCTOR + '/video', methods=['POST'], auth='user', body=EVENT)
+@api(DOCTOR + '/video', methods=['POST'], auth='user', body=EVENT,
+    locking=True)
 def doctor_event(request, pool, session, token_id):
     healthprof, token = doctor_token(pool, session, token_id)
     token.check_video_doctor(healthprof)
     return token.video_event('doctor', read_event(request))
 
 
-@api(DOCTOR + '/start', methods=['POST'], auth='user')
+@api(DOCTOR + '/start', methods=['POST'], auth='user', locking=True)
 def doctor_start(request, pool, session, token_id):
     "Continue the consultation without video (chat or phone)."
     Token = pool.get('sehat.opd.token')
@@ -147,7 +151,7 @@ def _long_poll(request, database_name, kind, find):
     Live = pool.get('sehat.opd.live')
 
     @web.with_transaction(readonly=False)
-    def read(request, pool):
+    def transaction(request, pool):
         Message = pool.get('sehat.opd.message')
         with Transaction().set_context(
                 language=web.request_language(request)):
@@ -167,6 +171,11 @@ def _long_poll(request, database_name, kind, find):
                 'live': web.database_has_bus(database_name),
                 }
 
+    def read(request, pool):
+        with web.poll_slot():
+            return transaction(request, pool)
+
+    since = time.time()
     try:
         state = read(request, pool)
     except Exception as exception:
@@ -182,9 +191,10 @@ def _long_poll(request, database_name, kind, find):
             and not state['messages']
             and state['token']['state'] not in FINISHED_STATES
             and time.monotonic() - started < WAIT_SECONDS):
-        cursor, changed = Live.wait(database_name, channels, cursor)
+        cursor, changed = Live.wait(database_name, channels, cursor, since)
         if not changed:
             break
+        since = time.time()
         try:
             state = read(request, pool)
         except Exception as exception:

@@ -237,6 +237,23 @@ def server(database, gateway, tmp_path_factory, fake_jitsi):
     server.stop()
 
 
+@pytest.fixture(scope='session')
+def small_pool_server(server, tmp_path_factory):
+    """A second server on the same database with a pool of 4 connections
+    per process and the production dispatch of texts (a thread after
+    commit): what a burst does to a pool smaller than the burst."""
+    port = free_port()
+    env = dict(server.env, TRYTOND_WEB__LISTEN='127.0.0.1:%s' % port,
+        TRYTOND_DATABASE__MAXCONN='4',
+        TRYTOND_SEHAT_OPD_SMS__DISPATCH='thread')
+    small = Server(server.database, port,
+        tmp_path_factory.mktemp('small_pool') / 'trytond.log', env,
+        gateway=server.gateway)
+    small.start()
+    yield small
+    small.stop()
+
+
 # Video (sehat_opd_video) --------------------------------------------------
 
 JITSI_APP_ID = 'sehat_test'

@@ -114,9 +114,14 @@ def make_patients(database, count, tag):
         return result
 
 
-def make_doctors(database, count, opd_id, tag, password=None):
+def make_doctors(database, count, opd_id, tag, password=None,
+        prescriber=False):
     """`count` doctors of the OPD with back-office users and a console
-    session each; return dicts of id, login, session, csrf."""
+    session each; return dicts of id, login, session, csrf.
+
+    A `prescriber` may also write and sign e-prescriptions in the back
+    office, as the demo doctors: GNU Health's doctor group, the company,
+    a registration council (give a `password` to log in there)."""
     with transaction(database) as pool:
         User = pool.get('res.user')
         Party = pool.get('party.party')
@@ -144,6 +149,17 @@ def make_doctors(database, count, opd_id, tag, password=None):
                     'qualification': 'MBBS'}
                 for login, party in zip(logins, parties)])
         OPD.write([OPD(opd_id)], {'doctors': [('add', [d.id for d in doctors])]})
+        if prescriber:
+            Company = pool.get('company.company')
+            company, = Company.search([], limit=1, order=[('id', 'ASC')])
+            User.write(users, {
+                    'groups': [('add', [ModelData.get_id(
+                                    'health', 'group_health_doctor')])],
+                    'companies': [('add', [company.id])],
+                    'company': company.id})
+            HealthProf.write(doctors, {
+                    'registration_council': 'National Medical Commission',
+                    'institution': institution(pool).id})
         result = []
         for doctor, user, login in zip(doctors, users, logins):
             session, key = Session.start(user=user)

@@ -177,3 +177,125 @@ def test_console_checks_ownership(server, db):
     r = requests.get(server.api + '/doctor/state',
         headers=bearer(patient['session']), timeout=30)
     assert r.status_code == 401
+
+
+class Poll:
+    "A waiting room's long poll running in a thread."
+
+    def __init__(self, server, session, version, cursor=''):
+        self.answer = None
+        self.thread = threading.Thread(target=self.run, args=(
+                server.api + '/tokens/current/wait', session, version,
+                cursor))
+        self.thread.start()
+
+    def run(self, url, session, version, cursor):
+        self.answer = requests.get(url, params={
+                'version': version, 'cursor': cursor},
+            headers=bearer(session), timeout=120).json()
+
+    def answered_within(self, seconds):
+        self.thread.join(seconds)
+        return self.answer is not None
+
+
+def test_long_poll_answers_once_per_change(server, db):
+    "A waiting room opened after a busy spell, or polling again after a "
+    "change made in one transaction with several steps, waits for the "
+    "next change instead of answering once per past bus message"
+    opd = queue_data.make_opd(db, code('BU'))
+    waiter, *others = queue_data.make_patients(db, 6, '25')
+    doctor, = queue_data.make_doctors(db, 1, opd, 'b')
+
+    def take(patient):
+        r = requests.post(server.api + '/tokens', json={'opd': opd},
+            headers=bearer(patient['session']), timeout=30)
+        assert r.status_code == 201, r.text
+
+    def current():
+        return requests.get(server.api + '/tokens/current',
+            headers=bearer(waiter['session']), timeout=30).json()
+
+    take(waiter)
+    # the server's bus listener runs: a poll is open while the line moves
+    first = Poll(server, waiter['session'], current()['version'])
+    for patient in others[:4]:
+        take(patient)
+    assert first.answered_within(10)
+    # the page opens now (no cursor): nothing changes, so it waits
+    status = current()
+    opened = Poll(server, waiter['session'], status['version'])
+    assert not opened.answered_within(2), opened.answer
+    take(others[4])
+    assert opened.answered_within(5)
+    assert opened.answer['version'] > status['version']
+    # one transaction moves the line twice (the doctor comes online: the
+    # doctors' list changes, the first patient is called); the poll that
+    # follows the answer waits for the next change
+    status = current()
+    polled = Poll(server, waiter['session'], status['version'],
+        opened.answer['cursor'] or '')
+    r = requests.post(server.api + '/doctor/online', json={'opd': opd},
+        headers=bearer(doctor['session']), timeout=30)
+    assert r.status_code == 200, r.text
+    assert polled.answered_within(5)
+    after = polled.answer
+    assert after['state'] == 'called' and after['version'] > status['version']
+    again = Poll(server, waiter['session'], after['version'],
+        after['cursor'] or '')
+    assert not again.answered_within(2), again.answer
+    requests.post(server.api + '/tokens/current/cancel',
+        headers=bearer(others[0]['session']), timeout=30)
+    assert again.answered_within(5)
+
+
+def test_many_waiting_rooms_wake_on_a_small_pool(small_pool_server):
+    "Forty waiting rooms of one queue woken by one change, on a server "
+    "with a pool of 4 connections: every one of them is answered with "
+    "the new line, none with an error"
+    server = small_pool_server
+    queue_data.configure(server.env)
+    db = server.database
+    opd = queue_data.make_opd(db, code('WB'))
+    waiting = queue_data.make_patients(db, 41, '30')
+    queue_data.waiting_tokens(db, [p['id'] for p in waiting], opd)
+    first, others = waiting[0], waiting[1:]
+    version = requests.get(server.api + '/tokens/current',
+        headers=bearer(first['session']), timeout=30).json()['version']
+    # the pages open one after the other, then all wait
+    polls = []
+    for patient in others:
+        polls.append(Poll(server, patient['session'], version))
+        time.sleep(0.05)
+    time.sleep(2)
+    assert not any(p.answer for p in polls)
+    r = requests.post(server.api + '/tokens/current/cancel',
+        headers=bearer(first['session']), timeout=30)
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 20
+    for poll in polls:
+        poll.thread.join(max(0, deadline - time.monotonic()))
+    answers = [p.answer for p in polls]
+    assert all(a and 'error' not in a for a in answers), [
+        a for a in answers if not a or 'error' in a][:2]
+    assert {a['waiting'] for a in answers} == {40}
+    assert sorted(a['position'] for a in answers) == list(range(1, 41))
+
+
+def test_long_poll_tells_a_missed_call(server, db):
+    "A called patient's waiting room learns that the Call Now window has "
+    "passed (back in line) within 3 s, though nobody else looks"
+    opd = queue_data.make_opd(db, code('MW'), call_window=3)
+    patient, = queue_data.make_patients(db, 1, '32')
+    doctor, = queue_data.make_doctors(db, 1, opd, 'w')
+    queue_data.waiting_tokens(db, [patient['id']], opd)
+    r = requests.post(server.api + '/doctor/online', json={'opd': opd},
+        headers=bearer(doctor['session']), timeout=30)
+    assert r.status_code == 200, r.text
+    status = requests.get(server.api + '/tokens/current',
+        headers=bearer(patient['session']), timeout=30).json()
+    assert status['state'] == 'called'
+    poll = Poll(server, patient['session'], status['version'])
+    assert poll.answered_within(status['call_seconds_left'] + 3)
+    assert (poll.answer['state'], poll.answer['missed_calls']) == (
+        'waiting', 1)

@@ -187,3 +187,117 @@ def test_stale_issue_refused_by_the_database(server, db):
     rows = queue_data.sql(db, 'SELECT opd, state FROM sehat_opd_token '
         'WHERE patient = %s', patient['id'])
     assert rows == [(first, 'waiting')]
+
+
+def test_consultations_start_while_the_queue_moves(server, db):
+    "Six patients and their doctors entering the video rooms while other "
+    "patients keep taking and cancelling tokens of the same OPD: every "
+    "consultation starts, no request fails"
+    opd = queue_data.make_opd(db, new_code('VQ'))
+    patients = queue_data.make_patients(db, 6, '26')
+    churners = queue_data.make_patients(db, 6, '27')
+    doctors = queue_data.make_doctors(db, 6, opd, 'v')
+    queue_data.waiting_tokens(db, [p['id'] for p in patients], opd)
+    for doctor in doctors:
+        r = requests.post(server.api + '/doctor/online', json={'opd': opd},
+            headers=bearer(doctor['session']), timeout=60)
+        assert r.status_code == 200, r.text
+    calls = dict(queue_data.sql(db, 'SELECT patient, id FROM sehat_opd_token '
+            "WHERE opd = %s AND state = 'called'", opd))
+    by_doctor = dict(queue_data.sql(db, 'SELECT id, healthprof '
+            'FROM sehat_opd_token WHERE opd = %s', opd))
+    sessions = {d['id']: d['session'] for d in doctors}
+    assert len(calls) == 6
+
+    stop = threading.Event()
+    failures = []
+
+    def churn(patient):
+        # each request changes the queue: every transaction that bumps it
+        # meets a concurrent change
+        while not stop.is_set():
+            for path, body in [('/tokens', {'opd': opd}),
+                    ('/tokens/current/cancel', {})]:
+                r = requests.post(server.api + path, json=body,
+                    headers=bearer(patient['session']), timeout=60)
+                if r.status_code >= 500:
+                    failures.append(r.text)
+
+    def enter(i):
+        patient = patients[i]
+        token = calls[patient['id']]
+        doctor = sessions[by_doctor[token]]
+        first = requests.post(server.api + '/tokens/current/video',
+            json={'event': 'joined'}, headers=bearer(patient['session']),
+            timeout=120)
+        second = requests.post(server.api + '/doctor/tokens/%s/video' % token,
+            json={'event': 'joined'}, headers=bearer(doctor), timeout=120)
+        return first.status_code, second.status_code, second.text
+
+    churning = [threading.Thread(target=churn, args=(p,)) for p in churners]
+    for thread in churning:
+        thread.start()
+    try:
+        results = race(6, enter)
+    finally:
+        stop.set()
+        for thread in churning:
+            thread.join(120)
+    assert all(r[:2] == (200, 200) for r in results), results
+    assert not failures, failures[:3]
+    states = queue_data.sql(db, 'SELECT DISTINCT state FROM sehat_opd_token '
+        'WHERE id IN %s', tuple(calls.values()))
+    assert states == [('in_consultation',)]
+
+
+def test_sign_while_the_queue_moves(server, db):
+    "The doctor signs and issues the e-prescription in the back office "
+    "while other patients keep taking and cancelling tokens of the OPD: "
+    "the prescription is issued and the consultation completed"
+    from test_prescription_browser import Rpc
+    opd = queue_data.make_opd(db, new_code('SQ'))
+    patient, *churners = queue_data.make_patients(db, 7, '29')
+    doctor, = queue_data.make_doctors(db, 1, opd, 's',
+        password='sign-queue-Doctor-1', prescriber=True)
+    token, = queue_data.waiting_tokens(db, [patient['id']], opd)
+    r = requests.post(server.api + '/doctor/online', json={'opd': opd},
+        headers=bearer(doctor['session']), timeout=60)
+    assert r.json()['current']['id'] == token, r.text
+    rpc = Rpc(server, doctor['login'], 'sign-queue-Doctor-1')
+    evaluation, = rpc('sehat.opd.token', 'consultation', [token])['res_id']
+    rpc('gnuhealth.patient.evaluation', 'write', [evaluation], {
+            'sehat_mode': 'video', 'visit_type': 'new',
+            'info_diagnosis': 'Acute pharyngitis'})
+    order, = rpc('sehat.opd.token', 'prescribe', [token])['res_id']
+    medicament, = rpc.search('gnuhealth.medicament',
+        [('rec_name', '=', 'Paracetamol 500 mg tablet')], limit=1)
+    rpc('gnuhealth.prescription.line', 'create', [{
+                'presc_order': order, 'medicament': medicament, 'qty': 1}])
+    rpc('gnuhealth.prescription.order', 'write', [order],
+        {'prescription_warning_ack': True})
+
+    stop = threading.Event()
+    failures = []
+
+    def churn(patient):
+        while not stop.is_set():
+            for path, body in [('/tokens', {'opd': opd}),
+                    ('/tokens/current/cancel', {})]:
+                r = requests.post(server.api + path, json=body,
+                    headers=bearer(patient['session']), timeout=60)
+                if r.status_code >= 500:
+                    failures.append(r.text)
+    churning = [threading.Thread(target=churn, args=(p,)) for p in churners]
+    for thread in churning:
+        thread.start()
+    try:
+        rpc('gnuhealth.prescription.order', 'sehat_sign', [order])
+    finally:
+        stop.set()
+        for thread in churning:
+            thread.join(120)
+    assert not failures, failures[:3]
+    assert queue_data.sql(db, 'SELECT o.sehat_state, t.state '
+        'FROM sehat_opd_token t JOIN gnuhealth_prescription_order o '
+        'ON o.id = t.prescription WHERE t.id = %s', token) == [
+        ('issued', 'completed')]

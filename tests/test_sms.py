@@ -233,3 +233,39 @@ def test_refused_message_resent_by_staff(server, api, mobile, page):
     page.locator('.tab-domain a', has_text='Sent').click()
     expect(rows.filter(has_text='Token Issued')).to_be_visible()
     shot(page, 'sms-outbox-resent')
+
+
+def test_burst_sends_without_exhausting_the_pool(small_pool_server):
+    "Twelve patients taking tokens at once on a server with a pool of 4 "
+    "connections: every request answers, every text is sent (sending one "
+    "never holds a connection while waiting for another)"
+    import threading
+    import queue_data
+    server = small_pool_server
+    queue_data.configure(server.env)
+    opd = queue_data.make_opd(server.database, 'SP%s' % (os.getpid() % 1000))
+    first, *patients = queue_data.make_patients(server.database, 13, '28')
+    # a first token: trytond looks up what the server supports with a
+    # connection of its own the first time (not what is tested here)
+    r = requests.post(server.api + '/tokens', json={'opd': opd},
+        headers={'Authorization': 'Bearer ' + first['session']}, timeout=60)
+    assert r.status_code == 201, r.text
+    barrier = threading.Barrier(len(patients))
+    answers = {}
+
+    def take(patient):
+        barrier.wait()
+        answers[patient['mobile']] = requests.post(
+            server.api + '/tokens', json={'opd': opd},
+            headers={'Authorization': 'Bearer ' + patient['session']},
+            timeout=120)
+    threads = [threading.Thread(target=take, args=(p,)) for p in patients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert {r.status_code for r in answers.values()} == {201}, [
+        r.text for r in answers.values() if r.status_code != 201][:2]
+    for patient in patients:
+        wait_messages(server, patient['mobile'], 'token_issued', timeout=30)
+    assert 'pool exhausted' not in server.log()

@@ -1,6 +1,7 @@
 """SMS and e-mail notifications end to end: a real server sending to the
 session's fake gateway (conftest `gateway`), receipts through the webhook,
 and the outbox in the back office."""
+import os
 import re
 import subprocess
 import sys

@@ -243,8 +243,11 @@ def small_pool_server(server, tmp_path_factory):
     per process and the production dispatch of texts (a thread after
     commit): what a burst does to a pool smaller than the burst."""
     port = free_port()
+    # a request waits up to 60 s for a connection (not the pool's size in
+    # seconds): a loaded machine may keep it waiting longer than 4 s, while
+    # a request holding one and waiting for another would wait them out
     env = dict(server.env, TRYTOND_WEB__LISTEN='127.0.0.1:%s' % port,
-        TRYTOND_DATABASE__MAXCONN='4',
+        TRYTOND_DATABASE__MAXCONN='4', TRYTOND_DATABASE__RETRY='60',
         TRYTOND_SEHAT_OPD_SMS__DISPATCH='thread')
     small = Server(server.database, port,
         tmp_path_factory.mktemp('small_pool') / 'trytond.log', env,

@@ -12,6 +12,7 @@ import logging
 import threading
 from collections import OrderedDict
 
+from trytond import backend
 from trytond.model import Index, ModelSQL, ModelView, fields
 from trytond.pool import Pool, PoolMeta
 from trytond.transaction import Transaction, without_check_access
@@ -124,12 +125,30 @@ class AccessLog(ModelSQL, ModelView):
                 # commit while this one reads
                 transaction.join(_LogWriter()).add(vlist)
             else:
-                with transaction.set_user(0), without_check_access():
-                    cls.create(vlist)
+                cls._create_or_defer(vlist)
         except Exception:
             # the log must never cost the doctor the record they opened
             logger.warning('could not log access to %s %s', model_name, ids,
                 exc_info=True)
+
+    @classmethod
+    def _create_or_defer(cls, vlist):
+        """Write the rows in the current transaction, in a savepoint: when
+        the database refuses them (at REPEATABLE READ, the foreign key
+        check cannot lock a token or a user that a concurrent transaction
+        locked and changed), the transaction goes on and the rows are
+        written after its commit."""
+        transaction = Transaction()
+        cursor = transaction.connection.cursor()
+        cursor.execute('SAVEPOINT sehat_access_log')
+        try:
+            with transaction.set_user(0), without_check_access():
+                cls.create(vlist)
+        except backend.DatabaseOperationalError:
+            cursor.execute('ROLLBACK TO SAVEPOINT sehat_access_log')
+            transaction.join(_LogWriter()).add(vlist)
+        else:
+            cursor.execute('RELEASE SAVEPOINT sehat_access_log')
 
     @classmethod
     def _log_values(cls, what, model_name, ids, user_id, address, now):
@@ -160,6 +179,17 @@ class AccessLog(ModelSQL, ModelView):
         return vlist
 
 
+def _write(database_name, vlist):
+    "Write access log rows in a transaction of their own."
+    try:
+        with Transaction(new=True).start(database_name, 0) as transaction, \
+                without_check_access():
+            Pool().get('sehat.opd.access_log').create(vlist)
+            transaction.commit()
+    except Exception:
+        logger.warning('could not write the access log', exc_info=True)
+
+
 class _LogWriter:
     "Write access log rows in a transaction of their own, after commit."
 
@@ -186,15 +216,10 @@ class _LogWriter:
 
     def tpc_finish(self, trans):
         vlist, self.vlist = self.vlist, []
-        if not vlist:
-            return
-        try:
-            with trans.new_transaction() as transaction, \
-                    transaction.set_user(0), without_check_access():
-                Pool().get('sehat.opd.access_log').create(vlist)
-                transaction.commit()
-        except Exception:
-            logger.warning('could not write the access log', exc_info=True)
+        if vlist:
+            # once the transaction has given its connection back: one
+            # request holding two connections could exhaust the pool
+            trans.atexit(_write, trans.database.name, vlist)
 
     def tpc_abort(self, trans):
         self.vlist = []

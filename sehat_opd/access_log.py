@@ -12,6 +12,7 @@ import logging
 import threading
 from collections import OrderedDict
 
+from trytond import backend
 from trytond.model import Index, ModelSQL, ModelView, fields
 from trytond.pool import Pool, PoolMeta
 from trytond.transaction import Transaction, without_check_access
@@ -126,12 +127,30 @@ class AccessLog(ModelSQL, ModelView):
                 # commit while this one reads
                 transaction.join(_LogWriter()).add(vlist)
             else:
-                with transaction.set_user(0), without_check_access():
-                    cls.create(vlist)
+                cls._create_or_defer(vlist)
         except Exception:
             # the log must never cost the doctor the record they opened
             logger.warning('could not log access to %s %s', model_name, ids,
                 exc_info=True)
+
+    @classmethod
+    def _create_or_defer(cls, vlist):
+        """Write the rows in the current transaction, in a savepoint: when
+        the database refuses them (at REPEATABLE READ, the foreign key
+        check cannot lock a token or a user that a concurrent transaction
+        locked and changed), the transaction goes on and the rows are
+        written after its commit."""
+        transaction = Transaction()
+        cursor = transaction.connection.cursor()
+        cursor.execute('SAVEPOINT sehat_access_log')
+        try:
+            with transaction.set_user(0), without_check_access():
+                cls.create(vlist)
+        except backend.DatabaseOperationalError:
+            cursor.execute('ROLLBACK TO SAVEPOINT sehat_access_log')
+            transaction.join(_LogWriter()).add(vlist)
+        else:
+            cursor.execute('RELEASE SAVEPOINT sehat_access_log')
 
     @classmethod
     def _log_values(cls, what, model_name, ids, user_id, address, now):

@@ -212,6 +212,36 @@ class RolesTestCase(unittest.TestCase):
         self.assertEqual(AccessLog.search_count([('user', '=', 0)]), 0)
 
     @with_sehat
+    def test_access_log_keeps_the_transaction(self, env):
+        "The console's read goes on when its access log row meets a "
+        "concurrent change (the row is written after the commit instead)"
+        from trytond import backend
+        from trytond.modules.sehat_opd.access_log import _LogWriter
+        if backend.name != 'postgresql':
+            self.skipTest('row locks of PostgreSQL')
+        pool = env.pool
+        Token = pool.get('sehat.opd.token')
+        AccessLog = pool.get('sehat.opd.access_log')
+        s = self._two_opds(env)
+        token = s['token_a']
+        transaction = Transaction()
+        # the user row is locked and changed after this transaction began,
+        # as the queue's routes do with tokens: at REPEATABLE READ the
+        # foreign key check of the log row cannot lock it
+        with transaction.new_transaction() as other:
+            cursor = other.connection.cursor()
+            cursor.execute('SELECT id FROM res_user WHERE id = 1 FOR UPDATE')
+            cursor.execute(
+                'UPDATE res_user SET write_date = write_date WHERE id = 1')
+            other.commit()
+        AccessLog.opened('console', 'sehat.opd.token', [token.id],
+            user_id=1)
+        self.assertEqual(Token.search([('id', '=', token.id)]), [token])
+        writers = [d for d in transaction._datamanagers
+            if isinstance(d, _LogWriter)]
+        self.assertEqual([len(w.vlist) for w in writers], [1])
+
+    @with_sehat
     def test_contact_needs_captcha(self, env):
         "The contact form is refused without a solved CAPTCHA, once only"
         pool = env.pool

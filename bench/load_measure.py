@@ -65,6 +65,12 @@ class Sampler(threading.Thread):
         except psutil.Error:
             pass
         backends, postgres_started = self.database()
+        threads = 0
+        for pid in workers[1:]:
+            try:
+                threads += psutil.Process(pid).num_threads()
+            except psutil.Error:
+                pass
         return {
             't': time.monotonic(), 'phase': self.recorder.phase,
             'requests': self.recorder.count,
@@ -75,6 +81,7 @@ class Sampler(threading.Thread):
             'connections': len(backends),
             'postgres_started': postgres_started,
             'cpu_machine': machine_busy(),
+            'threads': threads,
             }
 
     def run(self):
@@ -121,6 +128,10 @@ class Sampler(threading.Thread):
                         - sum(half[0]['rss'].values())) / mb * 1000 / later,
                     3) if later else None},
             'workers_restarted': restarted,
+            # each gunicorn thread is started at first need and kept: the
+            # memory follows the most threads ever busy at once
+            'worker_threads': {'start': first['threads'],
+                'end': last['threads']},
             'cpu_cores': {name: round(cpu_used(rows, 'cpu_' + name) / seconds,
                     2) for name in ('server', 'postgres', 'client', 'machine')}
             if seconds else {},

@@ -515,6 +515,25 @@ def doctor_login(server):
     return lambda login: Doctor(server, login)
 
 
+@pytest.fixture(scope='module')
+def rpc(server):
+    "The administrator, through the back office's JSON-RPC."
+    from helpers import Rpc
+    return Rpc(server, 'admin', 'admin')
+
+
+@pytest.fixture(scope='module')
+def forget_address_counts(server):
+    """For modules that ask for many OTPs from 127.0.0.1: forget them after,
+    so that the next modules of the session meet the per-address limit
+    fresh."""
+    yield
+    _psql("DELETE FROM sehat_opd_rate_event WHERE kind IN "
+        "('otp_address', 'recover_address', 'token_login_address')",
+        server.database)
+
+
+
 # Browser ------------------------------------------------------------------
 
 @pytest.fixture(scope='session')

@@ -152,7 +152,7 @@ def test_registered_mobile_points_to_login(page, server, api, new_mobile):
     api.register(mobile)
     page.goto(server.portal + '/register')
     # the registration OTP of api.register was just sent: wait it out
-    from test_identity import age_otps
+    from helpers import age_otps
     age_otps(server, mobile)
     _send_otp(page, mobile)
     _verify(page, server, mobile)

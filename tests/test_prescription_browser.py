@@ -7,7 +7,6 @@ with the rights of a doctor; the patient's and the pharmacist's sides run
 in Chromium. Screenshots: tests/screenshots/rx-*.png, the PDF's first page
 as rx-pdf-page1.png (pdftoppm).
 """
-import base64
 import hashlib
 import io
 import re
@@ -19,41 +18,7 @@ import requests
 from playwright.sync_api import expect
 
 from conftest import SCREENSHOTS, Api, shot, shot_widths
-
-
-class RpcError(Exception):
-    pass
-
-
-class Rpc:
-    "A back-office user of the server, through Tryton's JSON-RPC."
-
-    def __init__(self, server, login, password):
-        self.url = '%s/%s/' % (server.base, server.database)
-        self.http = requests.Session()
-        user_id, session = self.call('common.db.login', login,
-            {'password': password}, 'en')[:2]
-        key = base64.b64encode(
-            ('%s:%s:%s' % (login, user_id, session)).encode()).decode()
-        self.http.headers['Authorization'] = 'Session ' + key
-        self.context = self.call('model.res.user.get_preferences', True, {})
-
-    def call(self, method, *params):
-        r = self.http.post(self.url, json={
-                'id': 1, 'method': method, 'params': list(params)},
-            timeout=60)
-        assert r.status_code == 200, r.text
-        data = r.json()
-        if data.get('error'):
-            raise RpcError(str(data['error']))
-        return data['result']
-
-    def __call__(self, model, method, *args):
-        return self.call('model.%s.%s' % (model, method), *args,
-            self.context)
-
-    def search(self, model, domain, limit=None):
-        return self(model, 'search', domain, 0, limit, None)
+from helpers import Rpc, RpcError
 
 
 @pytest.fixture(scope='module')

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 import queue_data
+from helpers import Rpc
 
 
 @pytest.fixture(scope='module')
@@ -254,7 +255,6 @@ def test_sign_while_the_queue_moves(server, db):
     "The doctor signs and issues the e-prescription in the back office "
     "while other patients keep taking and cancelling tokens of the OPD: "
     "the prescription is issued and the consultation completed"
-    from test_prescription_browser import Rpc
     opd = queue_data.make_opd(db, new_code('SQ'))
     patient, *churners = queue_data.make_patients(db, 7, '29')
     doctor, = queue_data.make_doctors(db, 1, opd, 's',

@@ -1,7 +1,6 @@
 """Issue 8 end to end: who may read what (back-office RPC, doctor console,
 patient API), the contact form and its CAPTCHA, the doctors' status page and
 the reports in the back office."""
-import base64
 import io
 import re
 import time
@@ -12,55 +11,22 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from conftest import Api, fresh_mobile, shot, shot_widths
+from helpers import Rpc, RpcError, settings
 
 from trytond.modules.sehat_opd import captcha
 
 
-class RpcError(Exception):
-    pass
-
-
-class Rpc:
-    "A back-office user talking to trytond's JSON-RPC, as the web client does."
-
-    def __init__(self, server, login, password='sehat-demo'):
-        self.url = '%s/%s/' % (server.base, server.database)
-        r = requests.post(self.url, json={
-                'id': 0, 'method': 'common.db.login',
-                'params': [login, {'password': password}, 'en']}, timeout=30)
-        r.raise_for_status()
-        user_id, session = r.json()['result']
-        self.user_id = user_id
-        self.auth = 'Session ' + base64.b64encode(
-            ('%s:%s:%s' % (login, user_id, session)).encode()).decode()
-
-    def __call__(self, method, *params):
-        r = requests.post(self.url, json={
-                'id': 1, 'method': method, 'params': [*params, {}]},
-            headers={'Authorization': self.auth}, timeout=30)
-        r.raise_for_status()
-        data = r.json()
-        if data.get('error'):
-            raise RpcError(data['error'])
-        return data['result']
-
-
 @pytest.fixture(scope='module')
-def admin(server):
-    return Rpc(server, 'admin', 'admin')
+def admin(rpc):
+    return rpc
 
 
 @pytest.fixture(scope='module', autouse=True)
 def quick_otp(admin):
     """A patient needs two OTPs, to register then to log in: wait 10 s
     between them (the settings' minimum) instead of the default 30 s."""
-    old, = admin('model.sehat.opd.configuration.read', [1],
-        ['otp_resend_after'])
-    admin('model.sehat.opd.configuration.write', [1],
-        {'otp_resend_after': 10})
-    yield
-    admin('model.sehat.opd.configuration.write', [1],
-        {'otp_resend_after': old['otp_resend_after']})
+    with settings(admin, otp_resend_after=10):
+        yield
 
 
 def new_patient(server):
@@ -105,10 +71,10 @@ def demo24_token(owner, admin):
     r = owner.take_token('DEMO24', 'Knee pain', files=[
             ('knee.png', _png(), 'image/png')])
     assert r.status_code == 201, r.text
-    token_id, = admin('model.sehat.opd.token.search', [
+    token_id, = admin('sehat.opd.token', 'search', [
             ('patient.patient_code', '=', owner.patient_id),
             ('state', 'in', ['waiting', 'called', 'in_consultation'])])
-    file_id, = admin('model.ir.attachment.search', [
+    file_id, = admin('ir.attachment', 'search', [
             ('resource', '=', 'sehat.opd.token,%s' % token_id)])
     return token_id, file_id
 
@@ -119,30 +85,30 @@ def test_back_office_rpc_follows_opds(server, admin, demo24_token):
     token_id, file_id = demo24_token
     das, khan = Rpc(server, 'dr.das'), Rpc(server, 'dr.khan')
 
-    assert das('model.sehat.opd.token.search', [('id', '=', token_id)]) == []
+    assert das('sehat.opd.token', 'search', [('id', '=', token_id)]) == []
     with pytest.raises(RpcError):
-        das('model.sehat.opd.token.read', [token_id], ['number', 'complaint'])
+        das('sehat.opd.token', 'read', [token_id], ['number', 'complaint'])
     with pytest.raises(RpcError):
-        das('model.ir.attachment.read', [file_id], ['name', 'data'])
-    patient_id = admin('model.sehat.opd.token.read', [token_id],
+        das('ir.attachment', 'read', [file_id], ['name', 'data'])
+    patient_id = admin('sehat.opd.token', 'read', [token_id],
         ['patient'])[0]['patient']
     with pytest.raises(RpcError):
-        das('model.gnuhealth.patient.read', [patient_id], ['patient_code'])
+        das('gnuhealth.patient', 'read', [patient_id], ['patient_code'])
 
-    record, = khan('model.sehat.opd.token.read', [token_id],
+    record, = khan('sehat.opd.token', 'read', [token_id],
         ['number', 'complaint'])
     assert record['complaint'] == 'Knee pain'
-    attachment, = khan('model.ir.attachment.read', [file_id], ['data'])
+    attachment, = khan('ir.attachment', 'read', [file_id], ['data'])
     assert attachment['data']
 
-    logs = admin('model.sehat.opd.access_log.search_read', [
+    logs = admin('sehat.opd.access_log', 'search_read', [
             ('user', '=', khan.user_id), ('token', '=', token_id)],
         0, None, None, ['what', 'patient'])
     assert {log['what'] for log in logs} == {'record', 'file'}
     assert all(log['patient'] == patient_id for log in logs)
     # the log is the administrators' only
     with pytest.raises(RpcError):
-        khan('model.sehat.opd.access_log.search', [])
+        khan('sehat.opd.access_log', 'search', [])
 
 
 def test_console_follows_opds(doctor_login, admin, demo24_token):
@@ -156,7 +122,7 @@ def test_console_follows_opds(doctor_login, admin, demo24_token):
     assert r.status_code == 200 and r.json()['complaint'] == 'Knee pain'
     r = khan.get('/files/%s' % file_id)
     assert r.status_code == 200 and r.content.startswith(b'\x89PNG')
-    logs = admin('model.sehat.opd.access_log.search_read', [
+    logs = admin('sehat.opd.access_log', 'search_read', [
             ('user.login', '=', 'dr.khan'), ('token', '=', token_id),
             ('what', '=', 'console')], 0, None, None, ['address'])
     assert logs and logs[0]['address'] == '127.0.0.1'
@@ -347,7 +313,7 @@ def test_report_graph_in_back_office(server, page, admin, owner,
     other = new_patient(server)
     assert other.take_token('DEMO24', 'Cold').status_code == 201
     assert other.post('/tokens/current/cancel').status_code == 200
-    day, = admin('model.sehat.opd.report.search_read', [
+    day, = admin('sehat.opd.report', 'search_read', [
             ('opd.code', '=', 'DEMO24')], 0, None, None,
         ['issued', 'consulted', 'cancelled', 'consultation_median'])
     assert day['consulted'] >= 1 and day['cancelled'] >= 1

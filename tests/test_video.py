@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from conftest import (
     JITSI_APP_ID, JITSI_SECRET, ROOT, Server, _psql, free_port)
-from test_roles import Rpc
+from helpers import Rpc
 
 ROOM = re.compile(r'^sehat-[a-z2-7]{32}$')
 PNG = (b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01'
@@ -44,9 +44,9 @@ def create_opd(server, code, doctors):
     # server forgets who may see which OPD (rows written in SQL would
     # leave its cache as it was)
     admin = Rpc(server, 'admin', 'admin')
-    healthprofs = admin('model.gnuhealth.healthprofessional.search', [
+    healthprofs = admin('gnuhealth.healthprofessional', 'search', [
             ('party.internal_user.login', 'in', doctors)])
-    admin('model.sehat.opd.write', [opd_id], {
+    admin('sehat.opd', 'write', [opd_id], {
             'doctors': [('add', healthprofs)]})
     return opd_id
 

@@ -56,7 +56,7 @@ def build_database(name):
 class Gunicorn:
     """trytond under gunicorn, as docker/entrypoint.sh runs it; `extra` are
     more environment values (module settings, [database] maxconn), `log`
-    an open file for its output (else this process' own)."""
+    a file its output is added to (else it goes to this process' own)."""
 
     def __init__(self, database, workers=2, threads=32, extra=None,
             log=None):
@@ -70,14 +70,19 @@ class Gunicorn:
                 'TRYTOND_LOGGING_LEVEL': '40',
                 })
         values.update(extra or {})
-        self.process = subprocess.Popen([
-                str(Path(sys.executable).parent / 'gunicorn'),
-                '--bind', '127.0.0.1:%s' % self.port,
-                '--worker-class', 'gthread', '--workers', str(workers),
-                '--threads', str(threads), '--timeout', '120',
-                '--keep-alive', '75', '--log-level', 'warning',
-                'trytond.application:app'], env=values,
-            stdout=log, stderr=log)
+        output = open(log, 'ab') if log else None
+        try:
+            self.process = subprocess.Popen([
+                    str(Path(sys.executable).parent / 'gunicorn'),
+                    '--bind', '127.0.0.1:%s' % self.port,
+                    '--worker-class', 'gthread', '--workers', str(workers),
+                    '--threads', str(threads), '--timeout', '120',
+                    '--keep-alive', '75', '--log-level', 'warning',
+                    'trytond.application:app'], env=values,
+                stdout=output, stderr=output)
+        finally:
+            if output:
+                output.close()  # the server has its own copy
 
     def wait(self):
         deadline = time.time() + 120

@@ -278,7 +278,7 @@ def run_capacity(options, threads_per_worker, gateway, recorder, tag):
     probes' p95 reaches 300 ms or errors appear."""
     server = Gunicorn(DATABASE, workers=options.workers,
         threads=threads_per_worker, extra=server_env(gateway, options),
-        log=open(SERVER_LOG, 'ab'))
+        log=SERVER_LOG)
     sampler = Sampler(server, recorder, DATABASE)
     stop = threading.Event()
     steps, waiters, wakes, events = [], [], [], []
@@ -486,7 +486,7 @@ def main():
     if not options.skip_day:
         server = Gunicorn(DATABASE, workers=options.workers,
             threads=options.threads, extra=server_env(gateway, options),
-            log=open(SERVER_LOG, 'ab'))
+            log=SERVER_LOG)
         sampler = Sampler(server, recorder, DATABASE)
         try:
             server.wait()

@@ -6,7 +6,8 @@ consult online; doctors work from the console and the back office.
 from trytond.pool import Pool
 
 from . import (
-    access, access_log, chat, configuration, contact, evaluation, ir, live,
+    access, access_log, chat, configuration, connections, contact,
+    evaluation, ir, live,
     medicament, notifier, opd, otp, patient, prescription, prescription_line,
     presence, record, region, report, session, token)
 from . import (  # noqa: F401 (HTTP routes)
@@ -17,6 +18,7 @@ __all__ = ['register']
 
 
 def register():
+    connections.install()
     Pool.register(
         configuration.Configuration,
         opd.OPD,

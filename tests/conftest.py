@@ -113,8 +113,10 @@ def free_port():
 class Server:
     "A trytond server process, what it wrote to its log, what it texted."
 
-    def __init__(self, database, port, log_path, env, gateway=None):
+    def __init__(self, database, port, log_path, env, gateway=None,
+            verbose=1):
         self.database = database
+        self.verbose = verbose  # 1: warnings, 2: also info (trytond -v)
         self.port = port
         self.log_path = log_path
         self.env = env
@@ -131,7 +133,7 @@ class Server:
         with open(self.log_path, 'ab') as log:
             self.process = subprocess.Popen(
                 [str(BIN / 'trytond'), '-c', str(CONF), '-d', self.database,
-                    '-v'], stdout=log, stderr=subprocess.STDOUT,
+                    '-' + 'v' * self.verbose], stdout=log, stderr=subprocess.STDOUT,
                 env=dict(self.env, TRYTOND_CACHE__CLEAN_TIMEOUT='0'))
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -249,9 +251,10 @@ def small_pool_server(server, tmp_path_factory):
     env = dict(server.env, TRYTOND_WEB__LISTEN='127.0.0.1:%s' % port,
         TRYTOND_DATABASE__MAXCONN='4', TRYTOND_DATABASE__RETRY='60',
         TRYTOND_SEHAT_OPD_SMS__DISPATCH='thread')
+    # at the info level: the log tells when a request waits for the pool
     small = Server(server.database, port,
         tmp_path_factory.mktemp('small_pool') / 'trytond.log', env,
-        gateway=server.gateway)
+        gateway=server.gateway, verbose=2)
     small.start()
     yield small
     small.stop()

@@ -282,6 +282,38 @@ def test_many_waiting_rooms_wake_on_a_small_pool(small_pool_server):
     assert sorted(a['position'] for a in answers) == list(range(1, 41))
 
 
+def test_burst_waits_in_turn_for_a_connection(small_pool_server):
+    "Twenty-four waiting rooms reading their place at once, five times, "
+    "on a server with a pool of 4 connections: each request waits for a "
+    "connection to come back, none sleeps the pool's second (trytond's "
+    "'waiting a connection': it made the median 1 s, see bench/README)"
+    server = small_pool_server
+    queue_data.configure(server.env)
+    db = server.database
+    opd = queue_data.make_opd(db, code('PB'))
+    patients = queue_data.make_patients(db, 24, '56')
+    queue_data.waiting_tokens(db, [p['id'] for p in patients], opd)
+    log_start = len(server.log())
+    for _ in range(5):
+        barrier = threading.Barrier(len(patients))
+        answers = []
+
+        def read(patient):
+            http = requests.Session()
+            barrier.wait()
+            answers.append(http.get(server.api + '/tokens/current',
+                    headers=bearer(patient['session']), timeout=60))
+        threads = [threading.Thread(target=read, args=(p,))
+            for p in patients]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sorted(r.json()['position'] for r in answers) == list(
+            range(1, 25)), [r.text for r in answers if not r.ok][:2]
+    assert 'waiting a connection' not in server.log()[log_start:]
+
+
 def test_long_poll_tells_a_missed_call(server, db):
     "A called patient's waiting room learns that the Call Now window has "
     "passed (back in line) within 3 s, though nobody else looks"

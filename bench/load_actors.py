@@ -44,11 +44,15 @@ class Recorder:
         with self.lock:
             self.phase = phase
 
-    def add(self, endpoint, status, seconds, body=None):
+    def add(self, endpoint, status, seconds, body=None, phase=None):
+        """`phase`: the one the request was sent in (a request still open
+        when its phase ends, answered by a server that is being stopped,
+        belongs to that phase, not to the next one)."""
         with self.lock:
+            phase = phase or self.phase
             self.count += 1
-            self.times[self.phase][endpoint].append(seconds)
-            self.statuses[self.phase][endpoint][status] += 1
+            self.times[phase][endpoint].append(seconds)
+            self.statuses[phase][endpoint][status] += 1
             if (status == 'error' or (isinstance(status, int)
                         and status >= 500)) and (
                     (endpoint, status) not in self.samples):
@@ -93,17 +97,18 @@ class Http:
         elif self.csrf and method != 'GET':
             headers['X-CSRF-Token'] = self.csrf
         endpoint = endpoint or '%s %s' % (method, path)
+        phase = self.recorder.phase
         started = time.monotonic()
         try:
             response = self.http.request(method, url, headers=headers,
                 timeout=timeout, **kwargs)
         except requests.RequestException as exception:
             self.recorder.add(endpoint, 'error', time.monotonic() - started,
-                repr(exception))
+                repr(exception), phase)
             raise FlowError('%s: %r' % (endpoint, exception))
         self.recorder.add(endpoint, response.status_code,
             time.monotonic() - started, response.text
-            if response.status_code >= 500 else None)
+            if response.status_code >= 500 else None, phase)
         if response.status_code not in expect:
             raise FlowError('%s: %s %s' % (
                     endpoint, response.status_code, response.text[:200]))

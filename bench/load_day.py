@@ -166,8 +166,10 @@ def run_day(options, server, gateway, recorder, sampler, tag):
         for d in consoles]
     for thread in threads:
         thread.start()
-    arrivals = sorted(random.Random(tag).uniform(0, seconds * 0.6)
-        for _ in people)
+    # one generator for all: a generator seeded anew for each patient gave
+    # them all the same arrival time (150 patients at once)
+    rng = random.Random(tag)
+    arrivals = sorted(rng.uniform(0, seconds * 0.6) for _ in people)
     for person, at in zip(people, arrivals):
         time.sleep(max(0, started + at - time.monotonic()))
         thread = threading.Thread(target=patient_day, args=(day, person))
@@ -449,9 +451,11 @@ def main():
     parser.add_argument('--maxconn', type=int, default=30,
         help='[database] maxconn per process (docker/compose.yml: 40; '
         'here the PostgreSQL server, max_connections 100, is shared)')
-    parser.add_argument('--minconn', type=int, default=1,
-        help='[database] minconn: connections the pool keeps open when '
-        'idle; trytond closes any other as it is given back (default 1)')
+    parser.add_argument('--minconn', type=int, default=30,
+        help='[database] minconn: connections the pool keeps open; any '
+        'other is closed as it is given back, so with trytond\'s default '
+        '(1) nearly every request opens a PostgreSQL connection '
+        '(docker/compose.yml: as many as maxconn)')
     parser.add_argument('--log-level', type=int, default=40,
         help='of the server, in bench/results/load_day-server.log '
         '(20: also the waits for a database connection)')

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A day of OPD, compressed, under gunicorn on PostgreSQL.
 
-    .venv/bin/python bench/load_day.py                 # 3-minute day, ~12 min
+    .venv/bin/python bench/load_day.py                 # 3-minute day, ~10 min
     .venv/bin/python bench/load_day.py --minutes 10 --patients 500 --doctors 12
     .venv/bin/python bench/load_day.py --minutes 1 --skip-capacity  # a try
     .venv/bin/python bench/load_day.py --skip-day --capacity-threads 32

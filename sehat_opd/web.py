@@ -444,9 +444,10 @@ def file_response(attachment):
 
 # Every waiting room of a queue wakes at the same change, and each reads
 # its status at once: those reads take turns here, for half of the
-# connections of the process, rather than in trytond's pool, which sleeps a
-# whole second when it has none left and gives up with an error after
-# [database] maxconn tries.
+# connections of the process, so that the other requests (a doctor calling
+# the next patient, a patient taking a token) keep the other half rather
+# than waiting behind hundreds of status reads for a connection (see
+# connections.py).
 _poll_slots = None
 _poll_slots_lock = threading.Lock()
 

@@ -589,7 +589,8 @@ class Token(WaitingRoomMixin, Workflow, ModelSQL, ModelView):
                 ('date', '=', opd.today()),
                 ('state', '=', 'waiting'),
                 ], order=[('seq', 'ASC'), ('id', 'ASC')], limit=threshold)
-        to_notify = [t for t in tokens if not t.turn_near_notified]
+        to_notify = cls._lock_skipping(
+            [t for t in tokens if not t.turn_near_notified])
         for position, token in enumerate(tokens, 1):
             if token in to_notify:
                 Notifier.notify('turn_near', patient=token.patient, values={
@@ -597,6 +598,28 @@ class Token(WaitingRoomMixin, Workflow, ModelSQL, ModelView):
                         'opd': opd.rec_name})
         if to_notify:
             cls.write(to_notify, {'turn_near_notified': True})
+
+    @classmethod
+    def _lock_skipping(cls, tokens):
+        """The `tokens` this transaction could lock without waiting.
+
+        One that another transaction is changing (its patient cancelling, a
+        doctor calling it) is left out rather than waited for: that
+        transaction may itself be waiting for the queue this one holds, a
+        deadlock PostgreSQL breaks only after a second. Still waiting, it
+        is told at the next change of the queue.
+        """
+        database = Transaction().database
+        if not tokens or not database.has_select_for():
+            return tokens
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        For = database.get_select_for_skip_locked()
+        cursor.execute(*table.select(table.id,
+                where=table.id.in_([t.id for t in tokens]),
+                for_=For('UPDATE')))
+        locked = {id_ for id_, in cursor}
+        return [t for t in tokens if t.id in locked]
 
 
 def console_url(token=None):

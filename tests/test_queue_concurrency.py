@@ -7,6 +7,7 @@ token numbers and the assignments, goes through the HTTP API.
 """
 import secrets
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -188,6 +189,36 @@ def test_stale_issue_refused_by_the_database(server, db):
     rows = queue_data.sql(db, 'SELECT opd, state FROM sehat_opd_token '
         'WHERE patient = %s', patient['id'])
     assert rows == [(first, 'waiting')]
+
+
+def deadlocks(db):
+    "Deadlocks PostgreSQL has broken in the database so far."
+    return queue_data.sql(db, 'SELECT deadlocks FROM pg_stat_database '
+        'WHERE datname = current_database()')[0][0]
+
+
+def test_patients_at_the_head_cancel_at_once(server, db):
+    "Ten patients at the head of the line cancel together while their OPD "
+    "tells the next ones that their turn is near: every cancel succeeds "
+    "and no two of them deadlock (PostgreSQL would break each deadlock "
+    "after a second, a retry each)"
+    opd = queue_data.make_opd(db, new_code('CH'))
+    patients = queue_data.make_patients(db, 14, '59')
+    queue_data.waiting_tokens(db, [p['id'] for p in patients], opd)
+    before = deadlocks(db)
+
+    def cancel(i):
+        return requests.post(server.api + '/tokens/current/cancel',
+            headers=bearer(patients[i]['session']), timeout=120)
+    results = race(10, cancel)
+    assert [r.status_code for r in results] == [200] * 10, [
+        getattr(r, 'text', r) for r in results]
+    # the statistics collector reports within a second or so
+    time.sleep(1.5)
+    assert deadlocks(db) == before
+    states = Counter(state for state, in queue_data.sql(db,
+            'SELECT state FROM sehat_opd_token WHERE opd = %s', opd))
+    assert states == {'cancelled': 10, 'waiting': 4}
 
 
 def test_consultations_start_while_the_queue_moves(server, db):

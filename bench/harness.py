@@ -111,10 +111,22 @@ class Gunicorn:
         return rss
 
     def stop(self):
-        "Quick shutdown (SIGINT): open long polls are not waited for."
+        """Quick shutdown (SIGINT): open long polls are not waited for. The
+        workers are gone when it returns, and their connections with them:
+        a worker left behind keeps its pool open (with `minconn` = 30, the
+        next run's workers could then not connect: "too many clients")."""
+        import psutil
+        try:
+            workers = psutil.Process(self.process.pid).children()
+        except psutil.NoSuchProcess:
+            workers = []
         self.process.send_signal(signal.SIGINT)
         try:
             self.process.wait(30)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        for worker in alive:
+            worker.kill()
+        psutil.wait_procs(alive, timeout=10)

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 import queue_data
+from helpers import race
 
 
 @pytest.fixture(scope='module')
@@ -294,21 +295,12 @@ def test_burst_waits_in_turn_for_a_connection(small_pool_server):
     patients = queue_data.make_patients(db, 24, '56')
     queue_data.waiting_tokens(db, [p['id'] for p in patients], opd)
     log_start = len(server.log())
-    for _ in range(5):
-        barrier = threading.Barrier(len(patients))
-        answers = []
 
-        def read(patient):
-            http = requests.Session()
-            barrier.wait()
-            answers.append(http.get(server.api + '/tokens/current',
-                    headers=bearer(patient['session']), timeout=60))
-        threads = [threading.Thread(target=read, args=(p,))
-            for p in patients]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
+    def read(i):
+        return requests.get(server.api + '/tokens/current',
+            headers=bearer(patients[i]['session']), timeout=60)
+    for _ in range(5):
+        answers = race(len(patients), read)
         assert sorted(r.json()['position'] for r in answers) == list(
             range(1, 25)), [r.text for r in answers if not r.ok][:2]
     assert 'waiting a connection' not in server.log()[log_start:]

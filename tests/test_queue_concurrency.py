@@ -9,12 +9,13 @@ import secrets
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 
 import pytest
 import requests
 
 import queue_data
-from helpers import Rpc
+from helpers import Rpc, race
 
 
 @pytest.fixture(scope='module')
@@ -23,32 +24,39 @@ def db(server):
     return server.database
 
 
-def race(count, call):
-    """Run call(i) in `count` threads released at the same moment; return
-    the results in order of i."""
-    barrier = threading.Barrier(count)
-    results = [None] * count
-
-    def run(i):
-        barrier.wait()
-        try:
-            results[i] = call(i)
-        except Exception as exception:  # noqa: BLE001 - reported below
-            results[i] = exception
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    return results
-
-
 def bearer(session):
     return {'Authorization': 'Bearer %s' % session}
 
 
 def new_code(prefix):
     return '%s%s' % (prefix, secrets.token_hex(2).upper())
+
+
+@contextmanager
+def churning(server, opd, patients):
+    """While the block runs, `patients` keep taking and cancelling tokens of
+    `opd`: each request changes the queue, so every transaction that bumps
+    it meets a concurrent change. Yields the list of 5xx answers' texts."""
+    stop = threading.Event()
+    failures = []
+
+    def churn(patient):
+        while not stop.is_set():
+            for path, body in [('/tokens', {'opd': opd}),
+                    ('/tokens/current/cancel', {})]:
+                r = requests.post(server.api + path, json=body,
+                    headers=bearer(patient['session']), timeout=60)
+                if r.status_code >= 500:
+                    failures.append(r.text)
+    threads = [threading.Thread(target=churn, args=(p,)) for p in patients]
+    for thread in threads:
+        thread.start()
+    try:
+        yield failures
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(120)
 
 
 def test_64_patients_take_tokens_at_once(server, db):
@@ -241,20 +249,6 @@ def test_consultations_start_while_the_queue_moves(server, db):
     sessions = {d['id']: d['session'] for d in doctors}
     assert len(calls) == 6
 
-    stop = threading.Event()
-    failures = []
-
-    def churn(patient):
-        # each request changes the queue: every transaction that bumps it
-        # meets a concurrent change
-        while not stop.is_set():
-            for path, body in [('/tokens', {'opd': opd}),
-                    ('/tokens/current/cancel', {})]:
-                r = requests.post(server.api + path, json=body,
-                    headers=bearer(patient['session']), timeout=60)
-                if r.status_code >= 500:
-                    failures.append(r.text)
-
     def enter(i):
         patient = patients[i]
         token = calls[patient['id']]
@@ -266,15 +260,8 @@ def test_consultations_start_while_the_queue_moves(server, db):
             json={'event': 'joined'}, headers=bearer(doctor), timeout=120)
         return first.status_code, second.status_code, second.text
 
-    churning = [threading.Thread(target=churn, args=(p,)) for p in churners]
-    for thread in churning:
-        thread.start()
-    try:
+    with churning(server, opd, churners) as failures:
         results = race(6, enter)
-    finally:
-        stop.set()
-        for thread in churning:
-            thread.join(120)
     assert all(r[:2] == (200, 200) for r in results), results
     assert not failures, failures[:3]
     states = queue_data.sql(db, 'SELECT DISTINCT state FROM sehat_opd_token '
@@ -307,26 +294,8 @@ def test_sign_while_the_queue_moves(server, db):
     rpc('gnuhealth.prescription.order', 'write', [order],
         {'prescription_warning_ack': True})
 
-    stop = threading.Event()
-    failures = []
-
-    def churn(patient):
-        while not stop.is_set():
-            for path, body in [('/tokens', {'opd': opd}),
-                    ('/tokens/current/cancel', {})]:
-                r = requests.post(server.api + path, json=body,
-                    headers=bearer(patient['session']), timeout=60)
-                if r.status_code >= 500:
-                    failures.append(r.text)
-    churning = [threading.Thread(target=churn, args=(p,)) for p in churners]
-    for thread in churning:
-        thread.start()
-    try:
+    with churning(server, opd, churners) as failures:
         rpc('gnuhealth.prescription.order', 'sehat_sign', [order])
-    finally:
-        stop.set()
-        for thread in churning:
-            thread.join(120)
     assert not failures, failures[:3]
     assert queue_data.sql(db, 'SELECT o.sehat_state, t.state '
         'FROM sehat_opd_token t JOIN gnuhealth_prescription_order o '
